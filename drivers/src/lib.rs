@@ -1,1 +1,18 @@
-//! placeholder
+//! What Vireo drives: hypervisors, storage and networks, as plain async code behind
+//! traits, with fakes for tests. Nothing here knows about actors or the bus.
+//!
+//! Layout:
+//! - [`hypervisor`]: the [`hypervisor::Hypervisor`] and [`hypervisor::Guest`] traits a
+//!   domain actor drives, and the events a guest reports by itself;
+//! - [`test`]: libvirt's `test` hypervisor (guests that exist only in memory);
+//! - [`fake`]: a scriptable hypervisor for tests (gates to hold an operation, injected
+//!   failures and guest events);
+//! - [`testdata`]: the test driver's default node, objects and custom-file loader;
+//! - [`store`]: persistent definitions and runtime status records on disk, written
+//!   atomically.
+
+pub mod fake;
+pub mod hypervisor;
+pub mod store;
+pub mod test;
+pub mod testdata;

@@ -1,0 +1,1092 @@
+//! The domain actor: one per domain, owner of its state machine and its job slot.
+//!
+//! # What it owns
+//! The persistent definition (`config`, the next-boot XML), the definition the guest
+//! runs with (`live`), libvirt's state and reason, the numeric id, the autostart and
+//! managed-save flags, and the [`Guest`] control object while the guest runs.
+//!
+//! # Queries and jobs
+//! Queries ([`DomainMsg::Info`], [`DomainMsg::XmlDesc`]) are answered at once, whatever
+//! the domain is doing. Modifying operations ([`JobRequest`]) run one at a time: the
+//! first takes the job slot and runs as a separate task (so queries keep flowing), the
+//! others wait in FIFO order. A waiter that does not get the slot within the driver's
+//! `job_wait` fails with libvirt's "cannot acquire state change lock" timeout (code 68).
+//! Legality is checked when a job *takes* the slot, against the state at that moment.
+//!
+//! # Guest events
+//! What the guest does by itself (powers off, panics, pauses on an I/O error) arrives as
+//! [`GuestEvent`]s. While a job runs they are held back and applied after it finishes,
+//! so a job always sees the state it checked.
+//!
+//! # Children
+//! I/O helpers ([`crate::helper::IoHelper`]) are linked children; a helper's panic fails
+//! only the job that started it.
+
+pub mod lifecycle;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::{mpsc, oneshot};
+use vireo_drivers::hypervisor::{Flavour, Guest, GuestEvent, ShutdownOutcome, StartOptions};
+use vireo_drivers::store::StoredKind;
+use vireo_messages::event::detail;
+use vireo_messages::state::{paused, running, shutoff};
+use vireo_messages::{
+    DomainEvent, DomainEventKind, DomainId, DomainState, ErrorDomain, Event, EventKind,
+    ObjectRef, StateReason, Uuid, VirError, VirResult,
+};
+use vireo_xml::{DomainDef, FormatOptions, LifecycleAction};
+
+use crate::driver::DriverCtx;
+use crate::helper::{HelperArgs, HelperTask, IoHelper};
+use lifecycle::{Op, check};
+
+/// `VIR_DOMAIN_XML_SECURE`.
+pub const XML_SECURE: u32 = 1;
+/// `VIR_DOMAIN_XML_INACTIVE`.
+pub const XML_INACTIVE: u32 = 2;
+/// `VIR_DOMAIN_UNDEFINE_MANAGED_SAVE`.
+pub const UNDEFINE_MANAGED_SAVE: u32 = 1;
+
+/// A snapshot of a domain's runtime facts, as `virDomainGetInfo` and friends need them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainInfo {
+    /// Name.
+    pub name: String,
+    /// Uuid.
+    pub uuid: Uuid,
+    /// Id while active.
+    pub id: Option<DomainId>,
+    /// State and reason.
+    pub state: StateReason,
+    /// Has a persistent definition.
+    pub persistent: bool,
+    /// Starts with its driver.
+    pub autostart: bool,
+    /// Has a managed-save image.
+    pub managed_save: bool,
+    /// Maximum memory in KiB.
+    pub max_mem_kib: u64,
+    /// Current memory in KiB.
+    pub mem_kib: u64,
+    /// Number of virtual CPUs.
+    pub vcpus: u32,
+    /// CPU time used, in nanoseconds.
+    pub cpu_time_ns: u64,
+    /// Whether the next-boot definition differs from the running one.
+    pub updated: bool,
+}
+
+/// A modifying operation; runs in the domain's job slot.
+pub enum JobRequest {
+    /// Boot (from shut off).
+    Start {
+        /// Leave the guest paused.
+        paused: bool,
+    },
+    /// Pause.
+    Suspend,
+    /// Unpause.
+    Resume,
+    /// Ask the guest to power off.
+    Shutdown,
+    /// Ask the guest to reboot.
+    Reboot,
+    /// Hard reset.
+    Reset,
+    /// Stop the guest for good.
+    Destroy {
+        /// SIGTERM and wait rather than kill.
+        graceful: bool,
+    },
+    /// Remove the persistent definition (an active domain becomes transient).
+    Undefine {
+        /// `VIR_DOMAIN_UNDEFINE_*` flags.
+        flags: u32,
+    },
+    /// Replace the persistent definition (define of an existing domain).
+    Redefine(Box<DomainDef>),
+    /// Set or clear autostart.
+    SetAutostart(bool),
+    /// Discard the managed-save image.
+    ManagedSaveRemove,
+    /// Run an I/O helper child and wait for it (used by save and by tests).
+    RunHelper(HelperTask),
+}
+
+impl JobRequest {
+    fn name(&self) -> &'static str {
+        match self {
+            JobRequest::Start { .. } => "start",
+            JobRequest::Suspend => "suspend",
+            JobRequest::Resume => "resume",
+            JobRequest::Shutdown => "shutdown",
+            JobRequest::Reboot => "reboot",
+            JobRequest::Reset => "reset",
+            JobRequest::Destroy { .. } => "destroy",
+            JobRequest::Undefine { .. } => "undefine",
+            JobRequest::Redefine(_) => "define",
+            JobRequest::SetAutostart(_) => "autostart",
+            JobRequest::ManagedSaveRemove => "managedsave-remove",
+            JobRequest::RunHelper(_) => "io-helper",
+        }
+    }
+}
+
+/// What a job hands back when its async part is done.
+pub struct JobDone {
+    guest: Option<Box<dyn Guest>>,
+    outcome: VirResult<Outcome>,
+}
+
+enum Outcome {
+    Started {
+        events: mpsc::UnboundedReceiver<GuestEvent>,
+        paused: bool,
+        def: Box<DomainDef>,
+        id: u32,
+    },
+    Paused,
+    Resumed,
+    Shutdown(ShutdownOutcome),
+    Rebooted(bool),
+    Reset,
+    Destroyed,
+    Helper(String),
+}
+
+/// The reply to a job: success carries a short note (helpers say what they did).
+pub type JobReply = oneshot::Sender<VirResult<String>>;
+
+/// Messages a domain actor accepts.
+pub enum DomainMsg {
+    /// Runtime facts; answered at once.
+    Info(oneshot::Sender<DomainInfo>),
+    /// The XML description (`VIR_DOMAIN_XML_*` flags); answered at once.
+    XmlDesc {
+        /// Flags.
+        flags: u32,
+        /// Where the XML goes.
+        reply: oneshot::Sender<VirResult<String>>,
+    },
+    /// A modifying operation.
+    Job(JobRequest, JobReply),
+    /// Internal: a job's async part finished.
+    JobDone(u64, JobDone),
+    /// Internal: a waiting job's time is up.
+    JobWaitExpired(u64),
+    /// Internal: the guest did something (generation, event).
+    Guest(u64, GuestEvent),
+    /// Stop the actor (host shutdown). Guests keep running; a restarted host reattaches.
+    Retire(oneshot::Sender<()>),
+}
+
+/// How a domain actor starts.
+pub struct DomainArgs {
+    /// The driver context.
+    pub ctx: Arc<DriverCtx>,
+    /// The definition (persistent config, or the live one of a transient domain).
+    pub config: DomainDef,
+    /// Persistent or transient.
+    pub persistent: bool,
+    /// Autostart flag.
+    pub autostart: bool,
+    /// Has a managed-save image.
+    pub managed_save: bool,
+    /// A guest that already runs (reattached or created in the driver).
+    pub running: Option<RunningGuest>,
+    /// State and reason to report when not running.
+    pub initial: StateReason,
+}
+
+/// A guest handed to a new domain actor already running.
+pub struct RunningGuest {
+    /// Control object and events.
+    pub started: vireo_drivers::hypervisor::Started,
+    /// Its definition.
+    pub live: DomainDef,
+    /// Its id.
+    pub id: u32,
+    /// The state/reason to report.
+    pub state: StateReason,
+}
+
+struct ActiveJob {
+    id: u64,
+    name: &'static str,
+    reply: JobReply,
+    helper: Option<ActorId>,
+}
+
+struct Waiting {
+    id: u64,
+    req: JobRequest,
+    reply: JobReply,
+}
+
+/// The domain actor's state.
+pub struct DomainActorState {
+    ctx: Arc<DriverCtx>,
+    uuid: Uuid,
+    name: String,
+    config: DomainDef,
+    live: Option<DomainDef>,
+    persistent: bool,
+    autostart: bool,
+    managed_save: bool,
+    state: StateReason,
+    id: Option<DomainId>,
+    guest: Option<Box<dyn Guest>>,
+    guest_gen: u64,
+    job: Option<ActiveJob>,
+    waiting: VecDeque<Waiting>,
+    deferred: Vec<GuestEvent>,
+    next_job: u64,
+    helper_failures: HashMap<ActorId, oneshot::Sender<String>>,
+    removed: bool,
+}
+
+/// The behaviour of a domain actor.
+pub struct DomainActor;
+
+impl Actor for DomainActor {
+    type Msg = DomainMsg;
+    type State = DomainActorState;
+    type Arguments = DomainArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<DomainMsg>,
+        args: DomainArgs,
+    ) -> Result<DomainActorState, ActorProcessingErr> {
+        let uuid = args.config.uuid().unwrap_or_else(Uuid::new_v4);
+        let name = args.config.name().to_string();
+        let mut st = DomainActorState {
+            ctx: args.ctx,
+            uuid,
+            name,
+            config: args.config,
+            live: None,
+            persistent: args.persistent,
+            autostart: args.autostart,
+            managed_save: args.managed_save,
+            state: args.initial,
+            id: None,
+            guest: None,
+            guest_gen: 0,
+            job: None,
+            waiting: VecDeque::new(),
+            deferred: Vec::new(),
+            next_job: 1,
+            helper_failures: HashMap::new(),
+            removed: false,
+        };
+        if let Some(r) = args.running {
+            st.attach(&myself, r.started, r.live, r.id, r.state);
+        }
+        Ok(st)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<DomainMsg>,
+        msg: DomainMsg,
+        st: &mut DomainActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DomainMsg::Info(reply) => {
+                let _ = reply.send(st.info());
+            }
+            DomainMsg::XmlDesc { flags, reply } => {
+                let _ = reply.send(st.xml_desc(flags));
+            }
+            DomainMsg::Job(req, reply) => {
+                if st.removed {
+                    let _ = reply.send(Err(st.gone_error()));
+                } else if st.job.is_none() {
+                    st.begin(&myself, req, reply).await;
+                } else {
+                    let id = st.next_job;
+                    st.next_job += 1;
+                    st.waiting.push_back(Waiting { id, req, reply });
+                    let me = myself.clone();
+                    let wait = st.ctx.job_wait;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        let _ = me.cast(DomainMsg::JobWaitExpired(id));
+                    });
+                }
+            }
+            DomainMsg::JobWaitExpired(id) => {
+                if let Some(pos) = st.waiting.iter().position(|w| w.id == id) {
+                    let w = st.waiting.remove(pos).expect("position is valid");
+                    let holder = st.job.as_ref().map(|j| j.name).unwrap_or("none");
+                    let _ = w.reply.send(Err(VirError::timeout(
+                        ErrorDomain::Domain,
+                        format!("cannot acquire state change lock (held by job '{holder}')"),
+                    )));
+                }
+            }
+            DomainMsg::JobDone(id, done) => {
+                if st.job.as_ref().map(|j| j.id) == Some(id) {
+                    let job = st.job.take().expect("checked above");
+                    if let Some(h) = job.helper {
+                        st.helper_failures.remove(&h);
+                    }
+                    let result = st.finish(&myself, done);
+                    let _ = job.reply.send(result);
+                    let deferred = std::mem::take(&mut st.deferred);
+                    for ev in deferred {
+                        st.guest_event(&myself, ev).await;
+                    }
+                    st.next_waiting(&myself).await;
+                }
+            }
+            DomainMsg::Guest(generation, ev) => {
+                if generation == st.guest_gen {
+                    if st.job.is_some() {
+                        st.deferred.push(ev);
+                    } else {
+                        st.guest_event(&myself, ev).await;
+                    }
+                }
+            }
+            DomainMsg::Retire(reply) => {
+                let _ = reply.send(());
+                myself.stop(None);
+            }
+        }
+        if st.removed && st.job.is_none() && st.waiting.is_empty() {
+            myself.stop(None);
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<DomainMsg>,
+        evt: SupervisionEvent,
+        st: &mut DomainActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Children are I/O helpers. Their failure fails their job, never this actor.
+        match evt {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                tracing::warn!(domain = %st.name, helper = %cell.get_id(), error = %err, "I/O helper failed");
+                if let Some(tx) = st.helper_failures.remove(&cell.get_id()) {
+                    let _ = tx.send(format!("panicked: {err}"));
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if let Some(tx) = st.helper_failures.remove(&cell.get_id()) {
+                    let why = reason.unwrap_or_else(|| "stopped".into());
+                    let _ = tx.send(format!("terminated before finishing ({why})"));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl DomainActorState {
+    fn flavour(&self) -> Flavour {
+        self.ctx.hv.flavour()
+    }
+
+    fn object(&self) -> ObjectRef {
+        ObjectRef::domain(self.name.clone(), self.uuid, self.id)
+    }
+
+    fn publish(&self, kind: EventKind) {
+        self.ctx.hub.publish(Event {
+            origin: self.ctx.origin,
+            object: self.object(),
+            kind,
+        });
+    }
+
+    fn lifecycle(&self, event: DomainEventKind, detail: i32) {
+        self.publish(EventKind::lifecycle(event, detail));
+    }
+
+    fn gone_error(&self) -> VirError {
+        VirError::with(
+            vireo_messages::ErrorCode::NoDomain,
+            self.ctx.hv.error_domain(),
+            format!("no domain with matching uuid '{}' ({})", self.uuid, self.name),
+        )
+    }
+
+    fn current_def(&self) -> &DomainDef {
+        self.live.as_ref().unwrap_or(&self.config)
+    }
+
+    fn info(&self) -> DomainInfo {
+        let def = self.current_def();
+        let active = self.state.state.is_active();
+        DomainInfo {
+            name: self.name.clone(),
+            uuid: self.uuid,
+            id: self.id,
+            state: self.state,
+            persistent: self.persistent,
+            autostart: self.autostart,
+            managed_save: self.managed_save,
+            max_mem_kib: def.memory_kib(),
+            mem_kib: def.current_memory_kib(),
+            vcpus: def.vcpus(),
+            cpu_time_ns: if active && self.flavour() == Flavour::Test {
+                now_ns()
+            } else {
+                0
+            },
+            updated: self.live.is_some() && self.persistent && self.live.as_ref() != Some(&self.config),
+        }
+    }
+
+    fn xml_desc(&self, flags: u32) -> VirResult<String> {
+        let unknown = flags & !(XML_SECURE | XML_INACTIVE | 4 | 8);
+        if unknown != 0 {
+            return Err(VirError::unsupported_flags(
+                self.ctx.hv.error_domain(),
+                flags,
+                "virDomainGetXMLDesc",
+            ));
+        }
+        let inactive = flags & XML_INACTIVE != 0;
+        let def = if inactive { &self.config } else { self.current_def() };
+        let id = if inactive { None } else { self.id.map(|d| d.0) };
+        Ok(def.format(&FormatOptions {
+            id,
+            inactive,
+            secure: flags & XML_SECURE != 0,
+        }))
+    }
+
+    fn sync_directory(&self) {
+        let (id, state, persistent, autostart, managed_save, name) = (
+            self.id,
+            self.state,
+            self.persistent,
+            self.autostart,
+            self.managed_save,
+            self.name.clone(),
+        );
+        self.ctx.directory.update(&self.uuid, |e| {
+            e.id = id;
+            e.state = state;
+            e.persistent = persistent;
+            e.autostart = autostart;
+            e.managed_save = managed_save;
+            e.name = name;
+        });
+    }
+
+    fn save_status(&self) {
+        let Some(store) = &self.ctx.store else { return };
+        let Some(guest) = &self.guest else { return };
+        let live = self.current_def().format(&FormatOptions {
+            id: None,
+            inactive: true,
+            secure: false,
+        });
+        let record = serde_json::json!({
+            "uuid": self.uuid.to_string(),
+            "state": self.state.state as i32,
+            "reason": self.state.reason,
+            "id": self.id.map(|d| d.0),
+            "persistent": self.persistent,
+            "live_xml": live,
+            "guest": guest.status_record(),
+        });
+        if let Err(e) = store.save_status(StoredKind::Domain, &self.name, &record) {
+            tracing::warn!(domain = %self.name, error = %e, "cannot write status record");
+        }
+    }
+
+    fn remove_status(&self) {
+        if let Some(store) = &self.ctx.store
+            && let Err(e) = store.remove_status(StoredKind::Domain, &self.name)
+        {
+            tracing::warn!(domain = %self.name, error = %e, "cannot remove status record");
+        }
+    }
+
+    /// Takes a running guest into this actor: pumps its events, records its state.
+    fn attach(
+        &mut self,
+        myself: &ActorRef<DomainMsg>,
+        started: vireo_drivers::hypervisor::Started,
+        live: DomainDef,
+        id: u32,
+        state: StateReason,
+    ) {
+        self.guest_gen += 1;
+        let generation = self.guest_gen;
+        let mut events = started.events;
+        let me = myself.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                if me.cast(DomainMsg::Guest(generation, ev)).is_err() {
+                    break;
+                }
+            }
+        });
+        self.guest = Some(started.guest);
+        self.live = Some(live);
+        self.id = Some(DomainId(id));
+        self.state = state;
+    }
+
+    async fn next_waiting(&mut self, myself: &ActorRef<DomainMsg>) {
+        while self.job.is_none() {
+            let Some(w) = self.waiting.pop_front() else {
+                break;
+            };
+            if self.removed {
+                let _ = w.reply.send(Err(self.gone_error()));
+                continue;
+            }
+            self.begin(myself, w.req, w.reply).await;
+        }
+    }
+
+    /// Starts a job that holds the slot; `fut` runs detached and reports back.
+    fn spawn_job(
+        &mut self,
+        myself: &ActorRef<DomainMsg>,
+        name: &'static str,
+        reply: JobReply,
+        fut: impl std::future::Future<Output = JobDone> + Send + 'static,
+    ) -> u64 {
+        let id = self.next_job;
+        self.next_job += 1;
+        self.job = Some(ActiveJob {
+            id,
+            name,
+            reply,
+            helper: None,
+        });
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let done = fut.await;
+            let _ = me.cast(DomainMsg::JobDone(id, done));
+        });
+        id
+    }
+
+    fn guest_op<F>(
+        &mut self,
+        myself: &ActorRef<DomainMsg>,
+        name: &'static str,
+        reply: JobReply,
+        op: F,
+    ) where
+        F: for<'g> FnOnce(
+                &'g mut Box<dyn Guest>,
+            )
+                -> vireo_drivers::hypervisor::BoxFuture<'g, VirResult<Outcome>>
+            + Send
+            + 'static,
+    {
+        let Some(mut guest) = self.guest.take() else {
+            let _ = reply.send(Err(VirError::operation_invalid(
+                ErrorDomain::Domain,
+                "domain is not running",
+            )));
+            return;
+        };
+        self.spawn_job(myself, name, reply, async move {
+            let outcome = op(&mut guest).await;
+            JobDone {
+                guest: Some(guest),
+                outcome,
+            }
+        });
+    }
+
+    async fn begin(&mut self, myself: &ActorRef<DomainMsg>, req: JobRequest, reply: JobReply) {
+        let flavour = self.flavour();
+        let name = req.name();
+        let op = match &req {
+            JobRequest::Start { .. } => Some(Op::Start),
+            JobRequest::Suspend => Some(Op::Suspend),
+            JobRequest::Resume => Some(Op::Resume),
+            JobRequest::Shutdown => Some(Op::Shutdown),
+            JobRequest::Reboot => Some(Op::Reboot),
+            JobRequest::Reset => Some(Op::Reset),
+            JobRequest::Destroy { .. } => Some(Op::Destroy),
+            _ => None,
+        };
+        if let Some(op) = op
+            && let Err(e) = check(flavour, op, &self.name, self.state.state)
+        {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        match req {
+            JobRequest::Start { paused } => {
+                // libvirt's test driver silently drops a managed-save image on start;
+                // drivers that can restore one do so in the save/restore job instead.
+                let def = Box::new(self.config.clone());
+                let id = self.ctx.allocate_id();
+                let hv = self.ctx.hv.clone();
+                self.spawn_job(myself, name, reply, async move {
+                    let opts = StartOptions { paused, id };
+                    match hv.start(&def, opts).await {
+                        Ok(s) => JobDone {
+                            guest: Some(s.guest),
+                            outcome: Ok(Outcome::Started {
+                                events: s.events,
+                                paused: s.paused,
+                                def,
+                                id,
+                            }),
+                        },
+                        Err(e) => JobDone {
+                            guest: None,
+                            outcome: Err(e),
+                        },
+                    }
+                });
+            }
+            JobRequest::Suspend => self.guest_op(myself, name, reply, |g| {
+                Box::pin(async move { g.pause().await.map(|_| Outcome::Paused) })
+            }),
+            JobRequest::Resume => self.guest_op(myself, name, reply, |g| {
+                Box::pin(async move { g.resume().await.map(|_| Outcome::Resumed) })
+            }),
+            JobRequest::Shutdown => self.guest_op(myself, name, reply, |g| {
+                Box::pin(async move { g.shutdown().await.map(Outcome::Shutdown) })
+            }),
+            JobRequest::Reboot => self.guest_op(myself, name, reply, |g| {
+                Box::pin(async move { g.reboot().await.map(Outcome::Rebooted) })
+            }),
+            JobRequest::Reset => self.guest_op(myself, name, reply, |g| {
+                Box::pin(async move { g.reset().await.map(|_| Outcome::Reset) })
+            }),
+            JobRequest::Destroy { graceful } => self.guest_op(myself, name, reply, move |g| {
+                Box::pin(async move { g.destroy(graceful).await.map(|_| Outcome::Destroyed) })
+            }),
+            JobRequest::Undefine { flags } => {
+                let _ = reply.send(self.undefine(flags).map(|_| String::new()));
+            }
+            JobRequest::Redefine(def) => {
+                let _ = reply.send(self.redefine(*def).map(|_| String::new()));
+            }
+            JobRequest::SetAutostart(on) => {
+                let _ = reply.send(self.set_autostart(on).map(|_| String::new()));
+            }
+            JobRequest::ManagedSaveRemove => {
+                self.managed_save = false;
+                if let Some(store) = &self.ctx.store {
+                    let _ = vireo_drivers::store::remove_durable(
+                        &store.managed_save_path(&self.name),
+                    );
+                }
+                self.sync_directory();
+                let _ = reply.send(Ok(String::new()));
+            }
+            JobRequest::RunHelper(task) => {
+                let (done_tx, done_rx) = oneshot::channel();
+                let (fail_tx, fail_rx) = oneshot::channel();
+                let helper_name = task.name.clone();
+                let spawned = Actor::spawn_linked(
+                    None,
+                    IoHelper,
+                    HelperArgs {
+                        task,
+                        done: done_tx,
+                    },
+                    myself.get_cell(),
+                )
+                .await;
+                let helper = match spawned {
+                    Ok((h, _)) => h,
+                    Err(e) => {
+                        let _ = reply.send(Err(VirError::internal(
+                            ErrorDomain::Domain,
+                            format!("cannot start I/O helper '{helper_name}': {e}"),
+                        )));
+                        return;
+                    }
+                };
+                let hid = helper.get_id();
+                self.helper_failures.insert(hid, fail_tx);
+                let guest = self.guest.take();
+                self.spawn_job(myself, name, reply, async move {
+                    let outcome = tokio::select! {
+                        r = done_rx => match r {
+                            Ok(r) => r.map(Outcome::Helper),
+                            Err(_) => Err(VirError::internal(
+                                ErrorDomain::Domain,
+                                format!("I/O helper '{helper_name}' ended without a result"),
+                            )),
+                        },
+                        why = fail_rx => Err(VirError::internal(
+                            ErrorDomain::Domain,
+                            format!(
+                                "I/O helper '{helper_name}' failed: {}",
+                                why.unwrap_or_else(|_| "unknown reason".into())
+                            ),
+                        )),
+                    };
+                    JobDone { guest, outcome }
+                });
+                if let Some(j) = self.job.as_mut() {
+                    j.helper = Some(hid);
+                }
+            }
+        }
+    }
+
+    /// Applies a finished job's outcome; returns the reply for the caller.
+    fn finish(&mut self, myself: &ActorRef<DomainMsg>, done: JobDone) -> VirResult<String> {
+        let mut guest_back = done.guest;
+        let outcome = match done.outcome {
+            Ok(o) => o,
+            Err(e) => {
+                // A failed operation leaves the guest (if any) as it was.
+                if self.live.is_some() {
+                    self.guest = guest_back;
+                }
+                return Err(e);
+            }
+        };
+        if !matches!(outcome, Outcome::Started { .. }) {
+            self.guest = guest_back.take();
+        }
+        match outcome {
+            Outcome::Started {
+                events,
+                paused: is_paused,
+                def,
+                id,
+            } => {
+                let Some(guest) = guest_back else {
+                    return Err(VirError::internal(
+                        self.ctx.hv.error_domain(),
+                        "the hypervisor started no guest",
+                    ));
+                };
+                let state = if is_paused {
+                    StateReason::new(DomainState::Paused, paused::USER)
+                } else {
+                    StateReason::new(DomainState::Running, running::BOOTED)
+                };
+                let started = vireo_drivers::hypervisor::Started {
+                    guest,
+                    events,
+                    paused: is_paused,
+                };
+                self.attach(myself, started, *def, id, state);
+                if self.managed_save && self.flavour() == Flavour::Test {
+                    // libvirt's test driver drops the managed-save image on a plain start.
+                    self.managed_save = false;
+                    if let Some(store) = &self.ctx.store {
+                        let _ = vireo_drivers::store::remove_durable(
+                            &store.managed_save_path(&self.name),
+                        );
+                    }
+                }
+                self.after_change();
+                self.lifecycle(DomainEventKind::Started, detail::started::BOOTED);
+                if is_paused {
+                    self.lifecycle(DomainEventKind::Suspended, detail::suspended::PAUSED);
+                }
+            }
+            Outcome::Paused => {
+                self.state = StateReason::new(DomainState::Paused, paused::USER);
+                self.after_change();
+                self.lifecycle(DomainEventKind::Suspended, detail::suspended::PAUSED);
+            }
+            Outcome::Resumed => {
+                self.state = StateReason::new(DomainState::Running, running::UNPAUSED);
+                self.after_change();
+                self.lifecycle(DomainEventKind::Resumed, detail::resumed::UNPAUSED);
+            }
+            Outcome::Shutdown(ShutdownOutcome::PoweredOff) => {
+                self.powered_off(myself, false);
+            }
+            Outcome::Shutdown(ShutdownOutcome::Requested) => {}
+            Outcome::Rebooted(done) => {
+                if done {
+                    self.rebooted(myself);
+                }
+            }
+            Outcome::Reset => {}
+            Outcome::Destroyed => {
+                self.stopped(
+                    StateReason::new(DomainState::Shutoff, shutoff::DESTROYED),
+                    detail::stopped::DESTROYED,
+                );
+            }
+            Outcome::Helper(note) => return Ok(note),
+        }
+        Ok(String::new())
+    }
+
+    fn after_change(&self) {
+        self.sync_directory();
+        self.save_status();
+    }
+
+    /// The guest is off after a shutdown: apply `<on_poweroff>`.
+    fn powered_off(&mut self, myself: &ActorRef<DomainMsg>, by_guest: bool) {
+        let action = self.current_def().on_poweroff();
+        if self.flavour() == Flavour::Qemu {
+            let d = if by_guest {
+                detail::shutdown::GUEST
+            } else {
+                detail::shutdown::HOST
+            };
+            self.lifecycle(DomainEventKind::Shutdown, d);
+        }
+        match action {
+            LifecycleAction::Restart | LifecycleAction::RenameRestart => {
+                self.restart_in_place(myself);
+            }
+            _ => self.stopped(
+                StateReason::new(DomainState::Shutoff, shutoff::SHUTDOWN),
+                detail::stopped::SHUTDOWN,
+            ),
+        }
+    }
+
+    /// A reboot happened: apply `<on_reboot>`.
+    fn rebooted(&mut self, myself: &ActorRef<DomainMsg>) {
+        match self.current_def().on_reboot() {
+            LifecycleAction::Destroy => self.stopped(
+                StateReason::new(DomainState::Shutoff, shutoff::SHUTDOWN),
+                detail::stopped::SHUTDOWN,
+            ),
+            _ => {
+                let _ = myself;
+                self.state = StateReason::new(DomainState::Running, running::BOOTED);
+                self.after_change();
+                if self.flavour() == Flavour::Qemu {
+                    self.publish(EventKind::Domain(DomainEvent::Reboot));
+                }
+            }
+        }
+    }
+
+    /// `<on_poweroff>restart` and friends: the guest comes back at once.
+    fn restart_in_place(&mut self, _myself: &ActorRef<DomainMsg>) {
+        self.state = StateReason::new(DomainState::Running, running::BOOTED);
+        self.after_change();
+    }
+
+    /// The guest is gone: record the final state, emit STOPPED, drop a transient domain.
+    fn stopped(&mut self, state: StateReason, event_detail: i32) {
+        self.guest = None;
+        self.guest_gen += 1;
+        self.state = state;
+        self.remove_status();
+        // Publish with the id the domain had, then clear it.
+        self.lifecycle(DomainEventKind::Stopped, event_detail);
+        self.id = None;
+        self.live = None;
+        if self.persistent {
+            self.sync_directory();
+        } else {
+            self.ctx.directory.remove(&self.uuid);
+            self.removed = true;
+        }
+    }
+
+    fn undefine(&mut self, flags: u32) -> VirResult<()> {
+        let known = UNDEFINE_MANAGED_SAVE | 2 | 4 | 8 | 16 | 32 | 64;
+        if flags & !known != 0 {
+            return Err(VirError::unsupported_flags(
+                self.ctx.hv.error_domain(),
+                flags,
+                "virDomainUndefineFlags",
+            ));
+        }
+        if !self.persistent {
+            return Err(VirError::operation_invalid(
+                self.ctx.hv.error_domain(),
+                "cannot undefine transient domain",
+            ));
+        }
+        if self.managed_save && flags & UNDEFINE_MANAGED_SAVE == 0 {
+            return Err(VirError::operation_invalid(
+                self.ctx.hv.error_domain(),
+                "Refusing to undefine while domain managed save image exists",
+            ));
+        }
+        if let Some(store) = &self.ctx.store {
+            store
+                .remove_def(StoredKind::Domain, &self.name)
+                .map_err(|e| {
+                    VirError::system(
+                        self.ctx.hv.error_domain(),
+                        format!("cannot remove config for domain '{}'", self.name),
+                        &e,
+                    )
+                })?;
+            if self.managed_save {
+                let _ = vireo_drivers::store::remove_durable(&store.managed_save_path(&self.name));
+            }
+        }
+        self.managed_save = false;
+        self.autostart = false;
+        self.lifecycle(DomainEventKind::Undefined, detail::undefined::REMOVED);
+        if self.state.state.is_active() {
+            self.persistent = false;
+            self.after_change();
+        } else {
+            self.ctx.directory.remove(&self.uuid);
+            self.removed = true;
+        }
+        Ok(())
+    }
+
+    fn redefine(&mut self, def: DomainDef) -> VirResult<()> {
+        if let Some(store) = &self.ctx.store {
+            let xml = def.format(&FormatOptions {
+                id: None,
+                inactive: true,
+                secure: false,
+            });
+            store
+                .save_def(StoredKind::Domain, &self.name, &xml)
+                .map_err(|e| {
+                    VirError::system(
+                        self.ctx.hv.error_domain(),
+                        format!("cannot save config for domain '{}'", self.name),
+                        &e,
+                    )
+                })?;
+        }
+        let was_persistent = self.persistent;
+        self.config = def;
+        self.persistent = true;
+        self.after_change();
+        let d = if was_persistent {
+            detail::defined::UPDATED
+        } else {
+            detail::defined::ADDED
+        };
+        self.lifecycle(DomainEventKind::Defined, d);
+        Ok(())
+    }
+
+    fn set_autostart(&mut self, on: bool) -> VirResult<()> {
+        if !self.persistent {
+            return Err(VirError::operation_invalid(
+                self.ctx.hv.error_domain(),
+                "cannot set autostart for transient domain",
+            ));
+        }
+        if let Some(store) = &self.ctx.store {
+            store
+                .set_autostart(StoredKind::Domain, &self.name, on)
+                .map_err(|e| {
+                    VirError::system(
+                        self.ctx.hv.error_domain(),
+                        "cannot change autostart",
+                        &e,
+                    )
+                })?;
+        }
+        self.autostart = on;
+        self.sync_directory();
+        Ok(())
+    }
+
+    async fn guest_event(&mut self, myself: &ActorRef<DomainMsg>, ev: GuestEvent) {
+        if !self.state.state.is_active() {
+            return;
+        }
+        match ev {
+            GuestEvent::Shutdown { by_guest } => {
+                if let Some(mut g) = self.guest.take() {
+                    let _ = g.destroy(true).await;
+                }
+                self.powered_off(myself, by_guest);
+            }
+            GuestEvent::Exited { crashed } => {
+                if crashed {
+                    self.stopped(
+                        StateReason::new(DomainState::Shutoff, shutoff::CRASHED),
+                        detail::stopped::CRASHED,
+                    );
+                } else {
+                    self.stopped(
+                        StateReason::new(DomainState::Shutoff, shutoff::SHUTDOWN),
+                        detail::stopped::SHUTDOWN,
+                    );
+                }
+            }
+            GuestEvent::Reset => {
+                self.publish(EventKind::Domain(DomainEvent::Reboot));
+                if self.current_def().on_reboot() == LifecycleAction::Destroy {
+                    if let Some(mut g) = self.guest.take() {
+                        let _ = g.destroy(false).await;
+                    }
+                    self.stopped(
+                        StateReason::new(DomainState::Shutoff, shutoff::SHUTDOWN),
+                        detail::stopped::SHUTDOWN,
+                    );
+                }
+            }
+            GuestEvent::Stopped => {
+                if self.state.state == DomainState::Running {
+                    self.state = StateReason::new(DomainState::Paused, paused::UNKNOWN);
+                    self.after_change();
+                    self.lifecycle(DomainEventKind::Suspended, detail::suspended::PAUSED);
+                }
+            }
+            GuestEvent::Resumed => {
+                if self.state.state == DomainState::Paused {
+                    self.state = StateReason::new(DomainState::Running, running::UNPAUSED);
+                    self.after_change();
+                    self.lifecycle(DomainEventKind::Resumed, detail::resumed::UNPAUSED);
+                }
+            }
+            GuestEvent::Panicked => {
+                self.lifecycle(DomainEventKind::Crashed, detail::crashed::PANICKED);
+                match self.current_def().on_crash() {
+                    LifecycleAction::Preserve => {
+                        self.state = StateReason::new(
+                            DomainState::Crashed,
+                            vireo_messages::state::crashed::PANICKED,
+                        );
+                        self.after_change();
+                    }
+                    LifecycleAction::Restart | LifecycleAction::RenameRestart => {
+                        if let Some(g) = self.guest.as_mut() {
+                            let _ = g.reset().await;
+                        }
+                        self.state = StateReason::new(DomainState::Running, running::CRASHED);
+                        self.after_change();
+                    }
+                    _ => {
+                        if let Some(mut g) = self.guest.take() {
+                            let _ = g.destroy(false).await;
+                        }
+                        self.stopped(
+                            StateReason::new(DomainState::Shutoff, shutoff::CRASHED),
+                            detail::stopped::CRASHED,
+                        );
+                    }
+                }
+            }
+            GuestEvent::RtcChange { offset } => {
+                self.publish(EventKind::Domain(DomainEvent::RtcChange { offset }));
+            }
+        }
+    }
+}

@@ -1,0 +1,608 @@
+//! The driver actor: one per open hypervisor instance (the host's shared
+//! `test:///default`, each private `test:///file.xml` connection, later `qemu:///…`).
+//!
+//! It owns the instance's directories (which domains, networks and pools exist, and
+//! their names, uuids and ids) and is the only place objects are created, so name and
+//! uuid uniqueness is decided in one mailbox. It never waits for a domain actor: when a
+//! define hits an existing domain it hands the caller that domain's actor, and the
+//! caller sends the redefinition itself. Domain, network and pool actors are its linked
+//! children; if one fails (a bug), the driver rebuilds it from what is on disk — the
+//! same path a restarted host takes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::oneshot;
+use vireo_bus::Hub;
+use vireo_drivers::hypervisor::{Hypervisor, StartOptions};
+use vireo_drivers::store::{Store, StoredKind};
+use vireo_drivers::testdata::TestConfig;
+use vireo_messages::event::detail;
+use vireo_messages::{
+    DomainEventKind, DomainState, ErrorCode, ErrorDomain, Event, EventKind, ObjectRef,
+    StateReason, VirError, VirResult,
+};
+use vireo_xml::{DomainDef, FormatOptions};
+
+use crate::directory::{Directory, DomainEntry};
+use crate::domain::{DomainActor, DomainArgs, DomainMsg, RunningGuest};
+use crate::network::{NetworkRegistry, Networks};
+use crate::pool::{PoolRegistry, Pools};
+
+/// Everything the actors of one driver instance share.
+pub struct DriverCtx {
+    /// Tag put on every event this instance raises.
+    pub origin: u32,
+    /// The URI this instance serves (e.g. `test:///default`).
+    pub uri: String,
+    /// The hypervisor that runs the guests.
+    pub hv: Arc<dyn Hypervisor>,
+    /// Where definitions and status records live; `None` for in-memory instances.
+    pub store: Option<Store>,
+    /// The host's event hub.
+    pub hub: Hub,
+    /// Domains of this instance.
+    pub directory: Directory,
+    /// Networks of this instance.
+    pub networks: NetworkRegistry,
+    /// Storage pools of this instance.
+    pub pools: PoolRegistry,
+    /// The test driver's node description (node info, capabilities, devices).
+    pub node: Arc<TestConfig>,
+    /// How long a job waits for a busy domain's job slot.
+    pub job_wait: Duration,
+    next_id: AtomicU32,
+}
+
+impl DriverCtx {
+    /// Hands out the next domain id (never reused while the instance lives).
+    pub fn allocate_id(&self) -> u32 {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        if let Some(store) = &self.store {
+            let _ = store.write_run_value("next-id", &(id + 1).to_string());
+        }
+        id
+    }
+
+    /// The error domain of this instance's driver.
+    pub fn err_domain(&self) -> ErrorDomain {
+        self.hv.error_domain()
+    }
+
+    pub(crate) fn publish(&self, object: ObjectRef, kind: EventKind) {
+        self.hub.publish(Event {
+            origin: self.origin,
+            object,
+            kind,
+        });
+    }
+}
+
+/// How a driver instance is set up.
+pub struct DriverSpec {
+    /// Event origin tag.
+    pub origin: u32,
+    /// The URI served.
+    pub uri: String,
+    /// The hypervisor.
+    pub hv: Arc<dyn Hypervisor>,
+    /// Persistent store, if any.
+    pub store: Option<Store>,
+    /// The configuration to seed a fresh instance with (and the node description).
+    pub seed: TestConfig,
+    /// The host's hub.
+    pub hub: Hub,
+    /// Job wait limit.
+    pub job_wait: Duration,
+    /// Start autostart objects.
+    pub autostart: bool,
+}
+
+/// The outcome of a define.
+pub enum Defined {
+    /// A new domain was created.
+    New(DomainEntry),
+    /// The domain exists: send it [`crate::domain::JobRequest::Redefine`].
+    Existing(DomainEntry),
+}
+
+/// Messages of the driver actor.
+pub enum DriverMsg {
+    /// Define a domain (the XML is already parsed and normalized).
+    DefineDomain(Box<DomainDef>, oneshot::Sender<VirResult<Defined>>),
+    /// Create a transient domain actor for `createXML`; the caller then starts it.
+    /// An existing inactive domain with the same name and uuid is returned as is.
+    PrepareTransient(Box<DomainDef>, oneshot::Sender<VirResult<DomainEntry>>),
+    /// Stop every child and then the driver (host shutdown or last private connection).
+    Retire(oneshot::Sender<()>),
+    /// Network operations.
+    Network(crate::network::DriverNetMsg),
+    /// Pool operations.
+    Pool(crate::pool::DriverPoolMsg),
+}
+
+/// The driver actor's behaviour.
+pub struct DriverActor;
+
+/// The driver actor's state.
+pub struct DriverState {
+    ctx: Arc<DriverCtx>,
+}
+
+impl DriverState {
+    /// The shared context.
+    pub fn ctx(&self) -> &Arc<DriverCtx> {
+        &self.ctx
+    }
+}
+
+impl Actor for DriverActor {
+    type Msg = DriverMsg;
+    type State = DriverState;
+    type Arguments = (DriverSpec, oneshot::Sender<Arc<DriverCtx>>);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<DriverMsg>,
+        (spec, ctx_out): (DriverSpec, oneshot::Sender<Arc<DriverCtx>>),
+    ) -> Result<DriverState, ActorProcessingErr> {
+        let next_id = spec
+            .store
+            .as_ref()
+            .and_then(|s| s.read_run_value("next-id"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(1);
+        let ctx = Arc::new(DriverCtx {
+            origin: spec.origin,
+            uri: spec.uri,
+            hv: spec.hv,
+            store: spec.store,
+            hub: spec.hub,
+            directory: Directory::new(),
+            networks: NetworkRegistry::default(),
+            pools: PoolRegistry::default(),
+            node: Arc::new(spec.seed.clone()),
+            job_wait: spec.job_wait,
+            next_id: AtomicU32::new(next_id.max(1)),
+        });
+        let fresh = match &ctx.store {
+            Some(s) => !s.has_marker("initialized"),
+            None => true,
+        };
+        if fresh {
+            seed(&myself, &ctx, &spec.seed).await?;
+            if let Some(s) = &ctx.store {
+                s.set_marker("initialized")?;
+            }
+        } else {
+            load(&myself, &ctx).await?;
+        }
+        if spec.autostart {
+            autostart(&ctx).await;
+        }
+        let _ = ctx_out.send(ctx.clone());
+        Ok(DriverState { ctx })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<DriverMsg>,
+        msg: DriverMsg,
+        st: &mut DriverState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DriverMsg::DefineDomain(def, reply) => {
+                let r = define_domain(&myself, &st.ctx, *def).await;
+                let _ = reply.send(r);
+            }
+            DriverMsg::PrepareTransient(def, reply) => {
+                let r = prepare_transient(&myself, &st.ctx, *def).await;
+                let _ = reply.send(r);
+            }
+            DriverMsg::Network(m) => Networks::handle(&myself, &st.ctx, m).await,
+            DriverMsg::Pool(m) => Pools::handle(&myself, &st.ctx, m).await,
+            DriverMsg::Retire(reply) => {
+                for a in st.ctx.directory.actors() {
+                    let (tx, rx) = oneshot::channel();
+                    if a.cast(DomainMsg::Retire(tx)).is_ok() {
+                        let _ = rx.await;
+                    }
+                }
+                st.ctx.networks.retire_all().await;
+                st.ctx.pools.retire_all().await;
+                let _ = reply.send(());
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<DriverMsg>,
+        evt: SupervisionEvent,
+        st: &mut DriverState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, err) = evt {
+            // A child actor failed. Find which domain it owned and rebuild it from disk.
+            let id = cell.get_id();
+            let failed = st
+                .ctx
+                .directory
+                .list(|e| e.actor.get_id() == id)
+                .into_iter()
+                .next();
+            tracing::error!(actor = %id, error = %err, "child actor failed");
+            if let Some(entry) = failed {
+                st.ctx.directory.remove(&entry.uuid);
+                if let Err(e) = reload_domain(&myself, &st.ctx, &entry.name).await {
+                    tracing::error!(domain = %entry.name, error = %e, "cannot rebuild domain actor");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn dup_name_error(ctx: &DriverCtx, name: &str, uuid: &uuid::Uuid) -> VirError {
+    let _ = ctx;
+    VirError::operation_failed(
+        ErrorDomain::Domain,
+        format!("domain '{name}' already exists with uuid {uuid}"),
+    )
+}
+
+async fn spawn_domain(
+    driver: &ActorRef<DriverMsg>,
+    ctx: &Arc<DriverCtx>,
+    args: DomainArgs,
+) -> VirResult<DomainEntry> {
+    let uuid = args.config.uuid().unwrap_or_else(uuid::Uuid::new_v4);
+    let name = args.config.name().to_string();
+    let persistent = args.persistent;
+    let autostart = args.autostart;
+    let managed_save = args.managed_save;
+    let (state, id) = match &args.running {
+        Some(r) => (r.state, Some(vireo_messages::DomainId(r.id))),
+        None => (args.initial, None),
+    };
+    let (actor, _) = Actor::spawn_linked(None, DomainActor, args, driver.get_cell())
+        .await
+        .map_err(|e| {
+            VirError::internal(ctx.err_domain(), format!("cannot start domain actor: {e}"))
+        })?;
+    let entry = DomainEntry {
+        uuid,
+        name,
+        id,
+        state,
+        persistent,
+        autostart,
+        managed_save,
+        snapshots: 0,
+        actor,
+    };
+    ctx.directory.insert(entry.clone());
+    Ok(entry)
+}
+
+async fn define_domain(
+    driver: &ActorRef<DriverMsg>,
+    ctx: &Arc<DriverCtx>,
+    mut def: DomainDef,
+) -> VirResult<Defined> {
+    let name = def.name().to_string();
+    let by_name = ctx.directory.by_name(&name);
+    if let Some(uuid) = def.uuid() {
+        if let Some(e) = ctx.directory.by_uuid(&uuid)
+            && e.name != name
+        {
+            return Err(VirError::operation_failed(
+                ErrorDomain::Domain,
+                format!("domain '{}' is already defined with uuid {}", e.name, uuid),
+            ));
+        }
+        if let Some(e) = by_name {
+            if e.uuid != uuid {
+                return Err(dup_name_error(ctx, &name, &e.uuid));
+            }
+            return Ok(Defined::Existing(e));
+        }
+    } else if let Some(e) = by_name {
+        // libvirt generates a fresh uuid for a definition without one, which then
+        // clashes with the existing domain of that name.
+        return Err(dup_name_error(ctx, &name, &e.uuid));
+    }
+    def.ensure_uuid();
+    if let Some(store) = &ctx.store {
+        let xml = def.format(&FormatOptions {
+            id: None,
+            inactive: true,
+            secure: false,
+        });
+        store
+            .save_def(StoredKind::Domain, &name, &xml)
+            .map_err(|e| {
+                VirError::system(
+                    ctx.err_domain(),
+                    format!("cannot save config for domain '{name}'"),
+                    &e,
+                )
+            })?;
+    }
+    let entry = spawn_domain(
+        driver,
+        ctx,
+        DomainArgs {
+            ctx: ctx.clone(),
+            config: def,
+            persistent: true,
+            autostart: false,
+            managed_save: false,
+            running: None,
+            initial: StateReason::new(DomainState::Shutoff, 0),
+        },
+    )
+    .await?;
+    ctx.publish(
+        ObjectRef::domain(entry.name.clone(), entry.uuid, None),
+        EventKind::lifecycle(DomainEventKind::Defined, detail::defined::ADDED),
+    );
+    Ok(Defined::New(entry))
+}
+
+async fn prepare_transient(
+    driver: &ActorRef<DriverMsg>,
+    ctx: &Arc<DriverCtx>,
+    mut def: DomainDef,
+) -> VirResult<DomainEntry> {
+    let name = def.name().to_string();
+    let by_name = ctx.directory.by_name(&name);
+    let uuid = def.uuid();
+    if let Some(e) = &by_name
+        && (e.is_active() || !e.persistent || Some(e.uuid) != uuid)
+    {
+        return Err(dup_name_error(ctx, &name, &e.uuid));
+    }
+    if let Some(u) = uuid
+        && let Some(e) = ctx.directory.by_uuid(&u)
+    {
+        if e.name != name {
+            return Err(VirError::operation_failed(
+                ErrorDomain::Domain,
+                format!("domain '{}' is already defined with uuid {}", e.name, u),
+            ));
+        }
+        return Ok(e);
+    }
+    def.ensure_uuid();
+    spawn_domain(
+        driver,
+        ctx,
+        DomainArgs {
+            ctx: ctx.clone(),
+            config: def,
+            persistent: false,
+            autostart: false,
+            managed_save: false,
+            running: None,
+            initial: StateReason::new(DomainState::Shutoff, 0),
+        },
+    )
+    .await
+}
+
+/// Builds a fresh instance from a test configuration, persisting what it creates.
+async fn seed(
+    driver: &ActorRef<DriverMsg>,
+    ctx: &Arc<DriverCtx>,
+    cfg: &TestConfig,
+) -> Result<(), ActorProcessingErr> {
+    for d in &cfg.domains {
+        let mut def = DomainDef::parse(&d.xml)?;
+        def.ensure_uuid();
+        let name = def.name().to_string();
+        if !d.transient
+            && let Some(store) = &ctx.store
+        {
+            let xml = def.format(&FormatOptions {
+                id: None,
+                inactive: true,
+                secure: false,
+            });
+            store.save_def(StoredKind::Domain, &name, &xml)?;
+        }
+        let running = if d.runstate.is_active() {
+            let id = ctx.allocate_id();
+            let paused = d.runstate == DomainState::Paused;
+            let started = ctx.hv.start(&def, StartOptions { paused, id }).await?;
+            Some(RunningGuest {
+                started,
+                live: def.clone(),
+                id,
+                state: StateReason::new(d.runstate, 0),
+            })
+        } else {
+            None
+        };
+        let entry = spawn_domain(
+            driver,
+            ctx,
+            DomainArgs {
+                ctx: ctx.clone(),
+                config: def,
+                persistent: !d.transient,
+                autostart: false,
+                managed_save: d.has_managed_save,
+                running,
+                initial: StateReason::new(DomainState::Shutoff, 0),
+            },
+        )
+        .await?;
+        // Ask the new actor to write its status record now that it owns the guest.
+        if entry.is_active() {
+            let (tx, rx) = oneshot::channel();
+            let _ = entry.actor.cast(DomainMsg::Info(tx));
+            let _ = rx.await;
+        }
+    }
+    crate::network::seed(driver, ctx, cfg).await?;
+    crate::pool::seed(driver, ctx, cfg).await?;
+    Ok(())
+}
+
+/// Rebuilds an instance from its store: definitions, then status records (reattaching
+/// to guests that still run).
+async fn load(driver: &ActorRef<DriverMsg>, ctx: &Arc<DriverCtx>) -> Result<(), ActorProcessingErr> {
+    let Some(store) = ctx.store.clone() else {
+        return Ok(());
+    };
+    let mut names: Vec<String> = store
+        .load_defs(StoredKind::Domain)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    for (n, _) in store.load_statuses(StoredKind::Domain)? {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    for name in names {
+        if let Err(e) = reload_domain(driver, ctx, &name).await {
+            tracing::error!(domain = %name, error = %e, "cannot load domain");
+        }
+    }
+    crate::network::load(driver, ctx).await?;
+    crate::pool::load(driver, ctx).await?;
+    Ok(())
+}
+
+/// Loads one domain from disk (definition and/or status record) into a new actor.
+async fn reload_domain(
+    driver: &ActorRef<DriverMsg>,
+    ctx: &Arc<DriverCtx>,
+    name: &str,
+) -> VirResult<()> {
+    let Some(store) = ctx.store.clone() else {
+        return Ok(());
+    };
+    let io = |e: std::io::Error| VirError::system(ctx.err_domain(), "cannot read state", &e);
+    let def_xml = store
+        .load_defs(StoredKind::Domain)
+        .map_err(io)?
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, x)| x);
+    let status = store
+        .load_statuses(StoredKind::Domain)
+        .map_err(io)?
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v);
+    let config = match &def_xml {
+        Some(x) => Some(DomainDef::parse(x)?),
+        None => None,
+    };
+    let mut running = None;
+    let mut initial = StateReason::new(DomainState::Shutoff, 0);
+    if let Some(rec) = &status {
+        let live = match rec.get("live_xml").and_then(|v| v.as_str()) {
+            Some(x) => DomainDef::parse(x)?,
+            None => match &config {
+                Some(c) => c.clone(),
+                None => return Ok(()),
+            },
+        };
+        let guest_rec = rec.get("guest").cloned().unwrap_or_default();
+        match ctx.hv.reattach(&guest_rec, &live).await {
+            Ok(Some(started)) => {
+                let id = rec.get("id").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+                let id = if id == 0 { ctx.allocate_id() } else { id };
+                let state = StateReason::new(
+                    DomainState::from_i32(
+                        rec.get("state").and_then(|v| v.as_i64()).unwrap_or(1) as i32,
+                    ),
+                    rec.get("reason").and_then(|v| v.as_i64()).unwrap_or(0) as i32,
+                );
+                let state = if started.paused && state.state == DomainState::Running {
+                    StateReason::new(DomainState::Paused, 0)
+                } else {
+                    state
+                };
+                running = Some(RunningGuest {
+                    started,
+                    live,
+                    id,
+                    state,
+                });
+            }
+            Ok(None) | Err(_) => {
+                // The guest is gone: drop the record; the domain is shut off.
+                let _ = store.remove_status(StoredKind::Domain, name);
+                initial = StateReason::new(DomainState::Shutoff, vireo_messages::state::shutoff::UNKNOWN);
+                if config.is_none() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    let persistent = config.is_some();
+    let config = match (config, &running) {
+        (Some(c), _) => c,
+        (None, Some(r)) => r.live.clone(),
+        (None, None) => return Ok(()),
+    };
+    let managed_save = store.managed_save_path(name).exists();
+    spawn_domain(
+        driver,
+        ctx,
+        DomainArgs {
+            ctx: ctx.clone(),
+            config,
+            persistent,
+            autostart: store.autostart(StoredKind::Domain, name),
+            managed_save,
+            running,
+            initial,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Starts every inactive persistent domain marked autostart.
+async fn autostart(ctx: &Arc<DriverCtx>) {
+    for e in ctx.directory.list(|e| e.autostart && !e.is_active()) {
+        let (tx, rx) = oneshot::channel();
+        if e
+            .actor
+            .cast(DomainMsg::Job(
+                crate::domain::JobRequest::Start { paused: false },
+                tx,
+            ))
+            .is_ok()
+        {
+            // Do not wait here: a slow guest must not hold up the driver's start.
+            let name = e.name.clone();
+            tokio::spawn(async move {
+                if let Ok(Err(err)) = rx.await {
+                    tracing::warn!(domain = %name, error = %err, "autostart failed");
+                }
+            });
+        }
+    }
+    crate::network::autostart(ctx).await;
+    crate::pool::autostart(ctx).await;
+}
+
+/// The "no such domain" error of a lookup miss, as the driver's flavour words it.
+pub fn no_domain(ctx: &DriverCtx, what: Option<String>) -> VirError {
+    match (ctx.hv.flavour(), what) {
+        (vireo_drivers::hypervisor::Flavour::Test, _) | (_, None) => {
+            VirError::bare(ErrorCode::NoDomain, ctx.err_domain())
+        }
+        (_, Some(w)) => VirError::with(ErrorCode::NoDomain, ctx.err_domain(), w),
+    }
+}

@@ -1,0 +1,730 @@
+//! Typed handles: what an embedding app (and the daemon's procedure dispatch) calls.
+//!
+//! A [`Connection`] is one open hypervisor instance; [`Domain`], [`Network`] and
+//! [`Pool`] are handles to objects in it. Lookups and listings are answered from the
+//! instance's directories without messaging any actor; operations are messages to the
+//! owning actor, awaited with their reply. A handle whose object has gone answers
+//! libvirt's "not found" error, never a panic.
+
+use std::sync::Arc;
+
+use ractor::ActorRef;
+use tokio::sync::oneshot;
+use vireo_drivers::testdata::TestConfig;
+use vireo_messages::{DomainId, ErrorCode, ErrorDomain, Uuid, VirError, VirResult};
+use vireo_xml::{DomainDef, NetworkDef, PoolDef};
+
+use crate::directory::DomainEntry;
+use crate::domain::{DomainInfo, DomainMsg, JobRequest};
+use crate::driver::{Defined, DriverCtx, DriverMsg, no_domain};
+use crate::helper::HelperTask;
+use crate::network::{DriverNetMsg, NetMsg, NetworkEntry, no_network};
+use crate::pool::{DriverPoolMsg, PoolEntry, PoolInfo, PoolMsg, VolKey, VolumeInfo, no_pool};
+
+/// A driver instance as connections hold it. A private instance is retired when the
+/// last connection holding it goes away.
+pub struct DriverHandle {
+    actor: ActorRef<DriverMsg>,
+    ctx: Arc<DriverCtx>,
+    private: bool,
+}
+
+impl DriverHandle {
+    pub(crate) fn new(actor: ActorRef<DriverMsg>, ctx: Arc<DriverCtx>, private: bool) -> Self {
+        DriverHandle {
+            actor,
+            ctx,
+            private,
+        }
+    }
+
+    pub(crate) async fn retire(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.actor.cast(DriverMsg::Retire(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+impl Drop for DriverHandle {
+    fn drop(&mut self) {
+        if self.private {
+            let (tx, _rx) = oneshot::channel();
+            let _ = self.actor.cast(DriverMsg::Retire(tx));
+        }
+    }
+}
+
+fn driver_gone(ctx: &DriverCtx) -> VirError {
+    VirError::with(
+        ErrorCode::InternalError,
+        ctx.err_domain(),
+        "the driver instance has stopped",
+    )
+}
+
+/// Which domains a listing returns (`VIR_CONNECT_LIST_DOMAINS_*` as a struct).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListFilter {
+    /// `VIR_CONNECT_LIST_DOMAINS_*` flags; 0 = all.
+    pub flags: u32,
+}
+
+impl ListFilter {
+    /// Whether `e` passes the flags.
+    pub fn matches(&self, e: &DomainEntry) -> bool {
+        let f = self.flags;
+        let group = |a: u32, b: u32, pa: bool, pb: bool| -> bool {
+            if f & (a | b) == 0 || f & (a | b) == (a | b) {
+                true
+            } else if f & a != 0 {
+                pa
+            } else {
+                pb
+            }
+        };
+        use vireo_messages::DomainState as S;
+        let s = e.state.state;
+        let state_ok = if f & (16 | 32 | 64 | 128) == 0 {
+            true
+        } else {
+            (f & 16 != 0 && s == S::Running)
+                || (f & 32 != 0 && s == S::Paused)
+                || (f & 64 != 0 && s == S::Shutoff)
+                || (f & 128 != 0 && !matches!(s, S::Running | S::Paused | S::Shutoff))
+        };
+        group(1, 2, e.is_active(), !e.is_active())
+            && group(4, 8, e.persistent, !e.persistent)
+            && state_ok
+            && group(256, 512, e.managed_save, !e.managed_save)
+            && group(1024, 2048, e.autostart, !e.autostart)
+            && group(4096, 8192, e.snapshots > 0, e.snapshots == 0)
+            && group(16384, 32768, false, true)
+    }
+}
+
+/// An open connection to a hypervisor instance. Cheap to clone.
+#[derive(Clone)]
+pub struct Connection {
+    drv: Arc<DriverHandle>,
+}
+
+impl Connection {
+    pub(crate) fn new(drv: Arc<DriverHandle>) -> Connection {
+        Connection { drv }
+    }
+
+    fn ctx(&self) -> &Arc<DriverCtx> {
+        &self.drv.ctx
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<VirResult<T>>) -> DriverMsg,
+    ) -> VirResult<T> {
+        let (tx, rx) = oneshot::channel();
+        self.drv
+            .actor
+            .cast(make(tx))
+            .map_err(|_| driver_gone(self.ctx()))?;
+        rx.await.map_err(|_| driver_gone(self.ctx()))?
+    }
+
+    /// The URI this connection serves.
+    pub fn uri(&self) -> &str {
+        &self.ctx().uri
+    }
+
+    /// The tag on events raised by this instance (filter on it to see only these).
+    pub fn origin(&self) -> u32 {
+        self.ctx().origin
+    }
+
+    /// `virConnectGetType`.
+    pub fn type_name(&self) -> &'static str {
+        self.ctx().hv.type_name()
+    }
+
+    /// The error domain of this driver.
+    pub fn error_domain(&self) -> ErrorDomain {
+        self.ctx().err_domain()
+    }
+
+    /// The node description (node info, capabilities data, devices, interfaces).
+    pub fn node(&self) -> &TestConfig {
+        &self.ctx().node
+    }
+
+    fn domain_handle(&self, e: DomainEntry) -> Domain {
+        Domain {
+            conn: self.clone(),
+            uuid: e.uuid,
+            name: e.name,
+            actor: e.actor,
+        }
+    }
+
+    /// Defines (or redefines) a persistent domain from XML.
+    pub async fn define_domain(&self, xml: &str) -> VirResult<Domain> {
+        let mut def = DomainDef::parse(xml)?;
+        self.ctx().hv.validate(&def)?;
+        def.normalize()?;
+        let redefine = def.clone();
+        match self
+            .ask(|tx| DriverMsg::DefineDomain(Box::new(def), tx))
+            .await?
+        {
+            Defined::New(e) => Ok(self.domain_handle(e)),
+            Defined::Existing(e) => {
+                let d = self.domain_handle(e);
+                d.job(JobRequest::Redefine(Box::new(redefine))).await?;
+                Ok(d)
+            }
+        }
+    }
+
+    /// Creates and starts a transient domain from XML (`virDomainCreateXML`).
+    pub async fn create_domain(&self, xml: &str, paused: bool) -> VirResult<Domain> {
+        let mut def = DomainDef::parse(xml)?;
+        self.ctx().hv.validate(&def)?;
+        def.normalize()?;
+        let e = self
+            .ask(|tx| DriverMsg::PrepareTransient(Box::new(def), tx))
+            .await?;
+        let d = self.domain_handle(e);
+        d.job(JobRequest::Start { paused }).await?;
+        Ok(d)
+    }
+
+    /// Finds a domain by name.
+    pub fn lookup_domain_by_name(&self, name: &str) -> VirResult<Domain> {
+        self.ctx()
+            .directory
+            .by_name(name)
+            .map(|e| self.domain_handle(e))
+            .ok_or_else(|| {
+                no_domain(
+                    self.ctx(),
+                    Some(format!("no domain with matching name '{name}'")),
+                )
+            })
+    }
+
+    /// Finds a domain by uuid.
+    pub fn lookup_domain_by_uuid(&self, uuid: &Uuid) -> VirResult<Domain> {
+        self.ctx()
+            .directory
+            .by_uuid(uuid)
+            .map(|e| self.domain_handle(e))
+            .ok_or_else(|| {
+                no_domain(
+                    self.ctx(),
+                    Some(format!("no domain with matching uuid '{uuid}'")),
+                )
+            })
+    }
+
+    /// Finds an active domain by id.
+    pub fn lookup_domain_by_id(&self, id: u32) -> VirResult<Domain> {
+        self.ctx()
+            .directory
+            .by_id(id)
+            .map(|e| self.domain_handle(e))
+            .ok_or_else(|| {
+                no_domain(self.ctx(), Some(format!("no domain with matching id {id}")))
+            })
+    }
+
+    /// Directory entries of the domains that pass `filter`, active first by id.
+    pub fn list_domains(&self, filter: ListFilter) -> Vec<DomainEntry> {
+        self.ctx().directory.list(|e| filter.matches(e))
+    }
+
+    /// Handles of the domains that pass `filter`.
+    pub fn list_domain_handles(&self, filter: ListFilter) -> Vec<Domain> {
+        self.list_domains(filter)
+            .into_iter()
+            .map(|e| self.domain_handle(e))
+            .collect()
+    }
+
+    /// Ids of active domains.
+    pub fn list_domain_ids(&self) -> Vec<u32> {
+        self.ctx().directory.active_ids()
+    }
+
+    /// Number of domains passing `filter`.
+    pub fn count_domains(&self, filter: ListFilter) -> usize {
+        self.ctx().directory.count(|e| filter.matches(e))
+    }
+
+    // ---- networks ----
+
+    fn net_handle(&self, e: NetworkEntry) -> Network {
+        Network {
+            conn: self.clone(),
+            uuid: e.uuid,
+            name: e.name,
+            actor: e.actor,
+        }
+    }
+
+    /// Defines (or redefines) a persistent network.
+    pub async fn define_network(&self, xml: &str) -> VirResult<Network> {
+        let def = NetworkDef::parse(xml)?;
+        let redefine = def.clone();
+        let (e, new) = self
+            .ask(|tx| DriverMsg::Network(DriverNetMsg::Define(Box::new(def), tx)))
+            .await?;
+        let n = self.net_handle(e);
+        if !new {
+            n.ask(|tx| NetMsg::Redefine(Box::new(redefine), tx)).await?;
+        }
+        Ok(n)
+    }
+
+    /// Creates and starts a transient network.
+    pub async fn create_network(&self, xml: &str) -> VirResult<Network> {
+        let def = NetworkDef::parse(xml)?;
+        let e = self
+            .ask(|tx| DriverMsg::Network(DriverNetMsg::Create(Box::new(def), tx)))
+            .await?;
+        Ok(self.net_handle(e))
+    }
+
+    /// Finds a network by name.
+    pub fn lookup_network_by_name(&self, name: &str) -> VirResult<Network> {
+        self.ctx()
+            .networks
+            .by_name(name)
+            .map(|e| self.net_handle(e))
+            .ok_or_else(|| {
+                no_network(
+                    self.ctx(),
+                    format!("no network with matching name '{name}'"),
+                )
+            })
+    }
+
+    /// Finds a network by uuid.
+    pub fn lookup_network_by_uuid(&self, uuid: &Uuid) -> VirResult<Network> {
+        self.ctx()
+            .networks
+            .by_uuid(uuid)
+            .map(|e| self.net_handle(e))
+            .ok_or_else(|| {
+                no_network(
+                    self.ctx(),
+                    format!("no network with matching uuid '{uuid}'"),
+                )
+            })
+    }
+
+    /// Networks, sorted by name, with their flags.
+    pub fn list_networks(&self) -> Vec<NetworkEntry> {
+        self.ctx().networks.list(|_| true)
+    }
+
+    /// Handle for a listed network.
+    pub fn network(&self, e: NetworkEntry) -> Network {
+        self.net_handle(e)
+    }
+
+    // ---- pools ----
+
+    fn pool_handle(&self, e: PoolEntry) -> Pool {
+        Pool {
+            conn: self.clone(),
+            uuid: e.uuid,
+            name: e.name,
+            actor: e.actor,
+        }
+    }
+
+    /// Defines (or redefines) a persistent pool.
+    pub async fn define_pool(&self, xml: &str) -> VirResult<Pool> {
+        let def = PoolDef::parse(xml)?;
+        let redefine = def.clone();
+        let (e, new) = self
+            .ask(|tx| DriverMsg::Pool(DriverPoolMsg::Define(Box::new(def), tx)))
+            .await?;
+        let p = self.pool_handle(e);
+        if !new {
+            p.ask(|tx| PoolMsg::Redefine(Box::new(redefine), tx)).await?;
+        }
+        Ok(p)
+    }
+
+    /// Creates and starts a transient pool.
+    pub async fn create_pool(&self, xml: &str) -> VirResult<Pool> {
+        let def = PoolDef::parse(xml)?;
+        let e = self
+            .ask(|tx| DriverMsg::Pool(DriverPoolMsg::Create(Box::new(def), tx)))
+            .await?;
+        Ok(self.pool_handle(e))
+    }
+
+    /// Finds a pool by name.
+    pub fn lookup_pool_by_name(&self, name: &str) -> VirResult<Pool> {
+        self.ctx()
+            .pools
+            .by_name(name)
+            .map(|e| self.pool_handle(e))
+            .ok_or_else(|| {
+                no_pool(
+                    self.ctx(),
+                    format!("no storage pool with matching name '{name}'"),
+                )
+            })
+    }
+
+    /// Finds a pool by uuid.
+    pub fn lookup_pool_by_uuid(&self, uuid: &Uuid) -> VirResult<Pool> {
+        self.ctx()
+            .pools
+            .by_uuid(uuid)
+            .map(|e| self.pool_handle(e))
+            .ok_or_else(|| {
+                no_pool(
+                    self.ctx(),
+                    format!("no storage pool with matching uuid '{uuid}'"),
+                )
+            })
+    }
+
+    /// Pools, sorted by name, with their flags.
+    pub fn list_pools(&self) -> Vec<PoolEntry> {
+        self.ctx().pools.list(|_| true)
+    }
+
+    /// Handle for a listed pool.
+    pub fn pool(&self, e: PoolEntry) -> Pool {
+        self.pool_handle(e)
+    }
+}
+
+/// A handle to one domain.
+#[derive(Clone)]
+pub struct Domain {
+    conn: Connection,
+    uuid: Uuid,
+    name: String,
+    actor: ActorRef<DomainMsg>,
+}
+
+impl Domain {
+    /// The uuid.
+    pub fn uuid(&self) -> Uuid {
+        self.uuid
+    }
+
+    /// The name (as of lookup; renames give a new handle).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current id (None when inactive or gone).
+    pub fn id(&self) -> Option<DomainId> {
+        self.conn
+            .ctx()
+            .directory
+            .by_uuid(&self.uuid)
+            .and_then(|e| e.id)
+    }
+
+    /// The directory entry (state, flags) right now.
+    pub fn entry(&self) -> VirResult<DomainEntry> {
+        self.conn
+            .ctx()
+            .directory
+            .by_uuid(&self.uuid)
+            .ok_or_else(|| self.gone())
+    }
+
+    fn gone(&self) -> VirError {
+        VirError::with(
+            ErrorCode::NoDomain,
+            self.conn.error_domain(),
+            format!(
+                "no domain with matching uuid '{}' ({})",
+                self.uuid, self.name
+            ),
+        )
+    }
+
+    async fn job(&self, req: JobRequest) -> VirResult<String> {
+        let (tx, rx) = oneshot::channel();
+        self.actor
+            .cast(DomainMsg::Job(req, tx))
+            .map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())?
+    }
+
+    /// Runtime facts (`virDomainGetInfo`, state, flags).
+    pub async fn info(&self) -> VirResult<DomainInfo> {
+        let (tx, rx) = oneshot::channel();
+        self.actor
+            .cast(DomainMsg::Info(tx))
+            .map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())
+    }
+
+    /// The XML description (`VIR_DOMAIN_XML_*` flags).
+    pub async fn xml(&self, flags: u32) -> VirResult<String> {
+        let (tx, rx) = oneshot::channel();
+        self.actor
+            .cast(DomainMsg::XmlDesc { flags, reply: tx })
+            .map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())?
+    }
+
+    /// Boots the domain.
+    pub async fn start(&self, paused: bool) -> VirResult<()> {
+        self.job(JobRequest::Start { paused }).await.map(drop)
+    }
+
+    /// Asks the guest to power off.
+    pub async fn shutdown(&self) -> VirResult<()> {
+        self.job(JobRequest::Shutdown).await.map(drop)
+    }
+
+    /// Asks the guest to reboot.
+    pub async fn reboot(&self) -> VirResult<()> {
+        self.job(JobRequest::Reboot).await.map(drop)
+    }
+
+    /// Hard reset.
+    pub async fn reset(&self) -> VirResult<()> {
+        self.job(JobRequest::Reset).await.map(drop)
+    }
+
+    /// Stops the guest (`graceful`: SIGTERM and wait only).
+    pub async fn destroy(&self, graceful: bool) -> VirResult<()> {
+        self.job(JobRequest::Destroy { graceful }).await.map(drop)
+    }
+
+    /// Pauses.
+    pub async fn suspend(&self) -> VirResult<()> {
+        self.job(JobRequest::Suspend).await.map(drop)
+    }
+
+    /// Unpauses.
+    pub async fn resume(&self) -> VirResult<()> {
+        self.job(JobRequest::Resume).await.map(drop)
+    }
+
+    /// Removes the persistent definition (`VIR_DOMAIN_UNDEFINE_*` flags).
+    pub async fn undefine(&self, flags: u32) -> VirResult<()> {
+        self.job(JobRequest::Undefine { flags }).await.map(drop)
+    }
+
+    /// Sets autostart.
+    pub async fn set_autostart(&self, on: bool) -> VirResult<()> {
+        self.job(JobRequest::SetAutostart(on)).await.map(drop)
+    }
+
+    /// Discards the managed-save image.
+    pub async fn managed_save_remove(&self) -> VirResult<()> {
+        self.job(JobRequest::ManagedSaveRemove).await.map(drop)
+    }
+
+    /// Runs an I/O helper as a child of this domain's actor, in the job slot.
+    pub async fn run_helper(&self, task: HelperTask) -> VirResult<String> {
+        self.job(JobRequest::RunHelper(task)).await
+    }
+}
+
+/// A handle to one network.
+#[derive(Clone)]
+pub struct Network {
+    conn: Connection,
+    uuid: Uuid,
+    name: String,
+    actor: ActorRef<NetMsg>,
+}
+
+impl Network {
+    /// The uuid.
+    pub fn uuid(&self) -> Uuid {
+        self.uuid
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn gone(&self) -> VirError {
+        no_network(
+            self.conn.ctx(),
+            format!("no network with matching uuid '{}' ({})", self.uuid, self.name),
+        )
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<VirResult<T>>) -> NetMsg,
+    ) -> VirResult<T> {
+        let (tx, rx) = oneshot::channel();
+        self.actor.cast(make(tx)).map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())?
+    }
+
+    /// Index entry (active, persistent, autostart).
+    pub fn entry(&self) -> VirResult<NetworkEntry> {
+        self.conn
+            .ctx()
+            .networks
+            .by_uuid(&self.uuid)
+            .ok_or_else(|| self.gone())
+    }
+
+    /// XML.
+    pub async fn xml(&self, flags: u32) -> VirResult<String> {
+        self.ask(|tx| NetMsg::XmlDesc(flags, tx)).await
+    }
+
+    /// Start.
+    pub async fn start(&self) -> VirResult<()> {
+        self.ask(NetMsg::Start).await
+    }
+
+    /// Stop.
+    pub async fn destroy(&self) -> VirResult<()> {
+        self.ask(NetMsg::Destroy).await
+    }
+
+    /// Remove the definition.
+    pub async fn undefine(&self) -> VirResult<()> {
+        self.ask(NetMsg::Undefine).await
+    }
+
+    /// Autostart.
+    pub async fn set_autostart(&self, on: bool) -> VirResult<()> {
+        self.ask(|tx| NetMsg::SetAutostart(on, tx)).await
+    }
+}
+
+/// A handle to one storage pool.
+#[derive(Clone)]
+pub struct Pool {
+    conn: Connection,
+    uuid: Uuid,
+    name: String,
+    actor: ActorRef<PoolMsg>,
+}
+
+impl Pool {
+    /// The uuid.
+    pub fn uuid(&self) -> Uuid {
+        self.uuid
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn gone(&self) -> VirError {
+        no_pool(
+            self.conn.ctx(),
+            format!(
+                "no storage pool with matching uuid '{}' ({})",
+                self.uuid, self.name
+            ),
+        )
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<VirResult<T>>) -> PoolMsg,
+    ) -> VirResult<T> {
+        let (tx, rx) = oneshot::channel();
+        self.actor.cast(make(tx)).map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())?
+    }
+
+    /// Index entry (active, persistent, autostart).
+    pub fn entry(&self) -> VirResult<PoolEntry> {
+        self.conn
+            .ctx()
+            .pools
+            .by_uuid(&self.uuid)
+            .ok_or_else(|| self.gone())
+    }
+
+    /// XML.
+    pub async fn xml(&self, flags: u32) -> VirResult<String> {
+        self.ask(|tx| PoolMsg::XmlDesc(flags, tx)).await
+    }
+
+    /// Info.
+    pub async fn info(&self) -> VirResult<PoolInfo> {
+        let (tx, rx) = oneshot::channel();
+        self.actor.cast(PoolMsg::Info(tx)).map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())
+    }
+
+    /// Start.
+    pub async fn start(&self) -> VirResult<()> {
+        self.ask(PoolMsg::Start).await
+    }
+
+    /// Build.
+    pub async fn build(&self) -> VirResult<()> {
+        self.ask(PoolMsg::Build).await
+    }
+
+    /// Refresh.
+    pub async fn refresh(&self) -> VirResult<()> {
+        self.ask(PoolMsg::Refresh).await
+    }
+
+    /// Stop.
+    pub async fn destroy(&self) -> VirResult<()> {
+        self.ask(PoolMsg::Destroy).await
+    }
+
+    /// Delete the underlying storage.
+    pub async fn delete(&self) -> VirResult<()> {
+        self.ask(PoolMsg::Delete).await
+    }
+
+    /// Remove the definition.
+    pub async fn undefine(&self) -> VirResult<()> {
+        self.ask(PoolMsg::Undefine).await
+    }
+
+    /// Autostart.
+    pub async fn set_autostart(&self, on: bool) -> VirResult<()> {
+        self.ask(|tx| PoolMsg::SetAutostart(on, tx)).await
+    }
+
+    /// Volumes, sorted by name.
+    pub async fn volumes(&self) -> VirResult<Vec<VolumeInfo>> {
+        self.ask(PoolMsg::ListVolumes).await
+    }
+
+    /// Creates a volume from XML.
+    pub async fn create_volume(&self, xml: &str) -> VirResult<VolumeInfo> {
+        let xml = xml.to_string();
+        self.ask(|tx| PoolMsg::CreateVolume(xml, tx)).await
+    }
+
+    /// Finds a volume.
+    pub async fn lookup_volume(&self, key: VolKey) -> VirResult<VolumeInfo> {
+        self.ask(|tx| PoolMsg::LookupVolume(key, tx)).await
+    }
+
+    /// A volume's XML.
+    pub async fn volume_xml(&self, name: &str) -> VirResult<String> {
+        let name = name.to_string();
+        self.ask(|tx| PoolMsg::VolumeXml(name, tx)).await
+    }
+
+    /// Deletes a volume.
+    pub async fn delete_volume(&self, name: &str) -> VirResult<()> {
+        let name = name.to_string();
+        self.ask(|tx| PoolMsg::DeleteVolume(name, tx)).await
+    }
+}

@@ -1,0 +1,141 @@
+//! The boundary between a domain actor and whatever runs its guest.
+//!
+//! A [`Hypervisor`] starts guests from a definition and reattaches to guests that
+//! outlived a daemon restart; each running guest is a [`Guest`] object owned by its
+//! domain actor. Operations are async and may take time (QEMU start, QMP round trips);
+//! what a guest does on its own (powers off, panics, resets) arrives as [`GuestEvent`]s
+//! on a channel handed over at start. Drivers never decide legality — the domain actor's
+//! state machine does — they only carry out an operation that is already legal.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::sync::mpsc;
+use vireo_messages::{ErrorDomain, VirResult};
+use vireo_xml::DomainDef;
+
+/// A boxed, sendable future, the return type of the trait methods (kept object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which family of libvirt semantics a driver follows where libvirt's drivers differ
+/// (error codes for wrong-state operations, events on reboot, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// libvirt's `test` driver, quirks included.
+    Test,
+    /// libvirt's `qemu` driver.
+    Qemu,
+}
+
+/// How a guest should be started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StartOptions {
+    /// Leave the guest paused after start.
+    pub paused: bool,
+    /// The domain's new numeric id.
+    pub id: u32,
+}
+
+/// What a guest did by itself, reported by the driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GuestEvent {
+    /// The guest powered off (or asked to); `by_guest` tells whether the guest itself
+    /// initiated it rather than a host request.
+    Shutdown {
+        /// The guest initiated it.
+        by_guest: bool,
+    },
+    /// The guest's process or backend is gone. `crashed` is true when it did not exit
+    /// cleanly.
+    Exited {
+        /// It died rather than exiting after a shutdown.
+        crashed: bool,
+    },
+    /// The guest reset itself (reboot).
+    Reset,
+    /// The guest stopped running (paused by the hypervisor, e.g. I/O error).
+    Stopped,
+    /// The guest runs again.
+    Resumed,
+    /// The guest panicked (pvpanic).
+    Panicked,
+    /// The guest changed its RTC.
+    RtcChange {
+        /// Offset in seconds.
+        offset: i64,
+    },
+}
+
+/// How a shutdown request went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownOutcome {
+    /// The guest is already off (the test driver's guests obey at once).
+    PoweredOff,
+    /// The request was delivered; the guest decides and reports [`GuestEvent::Shutdown`].
+    Requested,
+}
+
+/// A hypervisor: starts guests and finds running ones again after a restart.
+pub trait Hypervisor: Send + Sync + 'static {
+    /// libvirt's type name for the connection (`virConnectGetType`), e.g. "TEST", "QEMU".
+    fn type_name(&self) -> &'static str;
+
+    /// The error domain this driver reports its own errors under.
+    fn error_domain(&self) -> ErrorDomain;
+
+    /// Which libvirt semantics to follow where drivers differ.
+    fn flavour(&self) -> Flavour;
+
+    /// Checks a definition for things this driver cannot run (VIR_ERR_CONFIG_UNSUPPORTED
+    /// naming the element) before anything is started.
+    fn validate(&self, def: &DomainDef) -> VirResult<()> {
+        let _ = def;
+        Ok(())
+    }
+
+    /// Starts a guest. On success the guest runs (or is paused, as asked) and its
+    /// self-initiated events arrive on the returned receiver. On failure nothing is left
+    /// running.
+    fn start<'a>(
+        &'a self,
+        def: &'a DomainDef,
+        opts: StartOptions,
+    ) -> BoxFuture<'a, VirResult<Started>>;
+
+    /// Reattaches to a guest described by a runtime status record left by an earlier
+    /// daemon. `Ok(None)` means the guest is gone and the record should be dropped.
+    fn reattach<'a>(
+        &'a self,
+        record: &'a serde_json::Value,
+        def: &'a DomainDef,
+    ) -> BoxFuture<'a, VirResult<Option<Started>>>;
+}
+
+/// A freshly started or reattached guest and its event stream.
+pub struct Started {
+    /// Control of the running guest.
+    pub guest: Box<dyn Guest>,
+    /// What the guest does by itself.
+    pub events: mpsc::UnboundedReceiver<GuestEvent>,
+    /// Whether the guest is paused right now (reattach reports the true state).
+    pub paused: bool,
+}
+
+/// Control of one running guest. Owned by its domain actor; moved into a job while the
+/// job runs.
+pub trait Guest: Send + 'static {
+    /// Pauses the vCPUs.
+    fn pause(&mut self) -> BoxFuture<'_, VirResult<()>>;
+    /// Resumes the vCPUs.
+    fn resume(&mut self) -> BoxFuture<'_, VirResult<()>>;
+    /// Asks the guest to power off (ACPI power button or equivalent).
+    fn shutdown(&mut self) -> BoxFuture<'_, VirResult<ShutdownOutcome>>;
+    /// Asks the guest to reboot; `Ok(true)` when the reboot already happened.
+    fn reboot(&mut self) -> BoxFuture<'_, VirResult<bool>>;
+    /// Hard reset.
+    fn reset(&mut self) -> BoxFuture<'_, VirResult<()>>;
+    /// Stops the guest for good: gracefully (SIGTERM and wait) unless `force`.
+    fn destroy(&mut self, graceful: bool) -> BoxFuture<'_, VirResult<()>>;
+    /// A JSON record from which [`Hypervisor::reattach`] can find this guest again.
+    fn status_record(&self) -> serde_json::Value;
+}

@@ -1,0 +1,303 @@
+//! Where a driver's objects live on disk, and how they are written.
+//!
+//! Layout under a driver's state root (e.g. `STATE/test`):
+//!
+//! ```text
+//! domains/NAME.xml        persistent domain definitions (inactive XML)
+//! networks/NAME.xml       persistent network definitions
+//! pools/NAME.xml          persistent pool definitions
+//! pools/NAME/VOL.xml      volumes of drivers whose volumes are not files (test driver)
+//! autostart/KIND-NAME     marker: the object starts with its driver
+//! managedsave/NAME.save   managed-save images
+//! ```
+//!
+//! and under the run root (`STATE/run/test`): `domains/NAME.json` runtime status records
+//! (state, id, live XML, the hypervisor's reattach record), `networks/NAME.json`,
+//! `pools/NAME.json` and `ids` (the next domain id).
+//!
+//! Every write is atomic — a temporary file in the same directory is written, fsynced,
+//! renamed over the target, and the directory is fsynced — so a crash leaves either the
+//! old or the new content, never a torn file, and never loses a definition.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Writes `data` to `path` atomically and durably (write, fsync, rename, fsync dir).
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}.{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Removes `path` (if present) and fsyncs its directory.
+pub fn remove_durable(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Object kinds that have persistent definitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredKind {
+    /// Domains.
+    Domain,
+    /// Networks.
+    Network,
+    /// Storage pools.
+    Pool,
+}
+
+impl StoredKind {
+    fn dir(self) -> &'static str {
+        match self {
+            StoredKind::Domain => "domains",
+            StoredKind::Network => "networks",
+            StoredKind::Pool => "pools",
+        }
+    }
+}
+
+/// One driver's persistent and runtime state directories.
+#[derive(Debug, Clone)]
+pub struct Store {
+    config: PathBuf,
+    run: PathBuf,
+}
+
+impl Store {
+    /// A store whose definitions live under `config` and runtime records under `run`.
+    /// Directories are created on first write.
+    pub fn new(config: PathBuf, run: PathBuf) -> Store {
+        Store { config, run }
+    }
+
+    /// The persistent root.
+    pub fn config_root(&self) -> &Path {
+        &self.config
+    }
+
+    /// The runtime root.
+    pub fn run_root(&self) -> &Path {
+        &self.run
+    }
+
+    fn def_path(&self, kind: StoredKind, name: &str) -> PathBuf {
+        self.config.join(kind.dir()).join(format!("{name}.xml"))
+    }
+
+    fn status_path(&self, kind: StoredKind, name: &str) -> PathBuf {
+        self.run.join(kind.dir()).join(format!("{name}.json"))
+    }
+
+    /// Saves a persistent definition.
+    pub fn save_def(&self, kind: StoredKind, name: &str, xml: &str) -> io::Result<()> {
+        write_atomic(&self.def_path(kind, name), xml.as_bytes())
+    }
+
+    /// Removes a persistent definition (and its autostart marker).
+    pub fn remove_def(&self, kind: StoredKind, name: &str) -> io::Result<()> {
+        remove_durable(&self.def_path(kind, name))?;
+        self.set_autostart(kind, name, false)
+    }
+
+    /// All persistent definitions of a kind, as (name, xml), sorted by name.
+    pub fn load_defs(&self, kind: StoredKind) -> io::Result<Vec<(String, String)>> {
+        let dir = self.config.join(kind.dir());
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let fname = entry.file_name().to_string_lossy().into_owned();
+            if fname.starts_with('.') {
+                // Leftover temporary file of an interrupted write: the target is intact.
+                let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            if let Some(name) = fname.strip_suffix(".xml") {
+                out.push((name.to_string(), fs::read_to_string(entry.path())?));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Saves a runtime status record.
+    pub fn save_status(
+        &self,
+        kind: StoredKind,
+        name: &str,
+        record: &serde_json::Value,
+    ) -> io::Result<()> {
+        let data = serde_json::to_vec(record).map_err(io::Error::other)?;
+        write_atomic(&self.status_path(kind, name), &data)
+    }
+
+    /// Removes a runtime status record.
+    pub fn remove_status(&self, kind: StoredKind, name: &str) -> io::Result<()> {
+        remove_durable(&self.status_path(kind, name))
+    }
+
+    /// All runtime status records of a kind, as (name, record). Unreadable records are
+    /// returned as errors in the second list so the caller can report and drop them.
+    pub fn load_statuses(&self, kind: StoredKind) -> io::Result<Vec<(String, serde_json::Value)>> {
+        let dir = self.run.join(kind.dir());
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let fname = entry.file_name().to_string_lossy().into_owned();
+            if fname.starts_with('.') {
+                let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            if let Some(name) = fname.strip_suffix(".json") {
+                let data = fs::read(entry.path())?;
+                match serde_json::from_slice(&data) {
+                    Ok(v) => out.push((name.to_string(), v)),
+                    Err(e) => {
+                        tracing::warn!(file = %entry.path().display(), error = %e, "dropping unreadable status record");
+                        let _ = fs::remove_file(entry.path());
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    fn autostart_path(&self, kind: StoredKind, name: &str) -> PathBuf {
+        self.config
+            .join("autostart")
+            .join(format!("{}-{name}", kind.dir()))
+    }
+
+    /// Sets or clears an autostart marker.
+    pub fn set_autostart(&self, kind: StoredKind, name: &str, on: bool) -> io::Result<()> {
+        let p = self.autostart_path(kind, name);
+        if on {
+            write_atomic(&p, b"")
+        } else {
+            remove_durable(&p)
+        }
+    }
+
+    /// Whether the object starts with its driver.
+    pub fn autostart(&self, kind: StoredKind, name: &str) -> bool {
+        self.autostart_path(kind, name).exists()
+    }
+
+    /// Path of a domain's managed-save image.
+    pub fn managed_save_path(&self, name: &str) -> PathBuf {
+        self.config.join("managedsave").join(format!("{name}.save"))
+    }
+
+    /// Reads a small runtime value (e.g. the next domain id).
+    pub fn read_run_value(&self, key: &str) -> Option<String> {
+        fs::read_to_string(self.run.join(key)).ok()
+    }
+
+    /// Writes a small runtime value atomically.
+    pub fn write_run_value(&self, key: &str, value: &str) -> io::Result<()> {
+        write_atomic(&self.run.join(key), value.as_bytes())
+    }
+
+    /// Whether a marker file exists in the persistent root.
+    pub fn has_marker(&self, key: &str) -> bool {
+        self.config.join(key).exists()
+    }
+
+    /// Creates a marker file in the persistent root.
+    pub fn set_marker(&self, key: &str) -> io::Result<()> {
+        write_atomic(&self.config.join(key), b"")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a/b.xml");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "temporary files left: {names:?}");
+    }
+
+    #[test]
+    fn defs_statuses_autostart_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(d.path().join("cfg"), d.path().join("run"));
+        s.save_def(StoredKind::Domain, "b", "<domain/>").unwrap();
+        s.save_def(StoredKind::Domain, "a", "<domain>a</domain>").unwrap();
+        // An interrupted write leaves a dot-file; loading ignores and removes it.
+        fs::write(d.path().join("cfg/domains/.c.xml.tmp.1.1"), "junk").unwrap();
+        let defs = s.load_defs(StoredKind::Domain).unwrap();
+        assert_eq!(
+            defs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(!d.path().join("cfg/domains/.c.xml.tmp.1.1").exists());
+        s.set_autostart(StoredKind::Domain, "a", true).unwrap();
+        assert!(s.autostart(StoredKind::Domain, "a"));
+        s.remove_def(StoredKind::Domain, "a").unwrap();
+        assert!(!s.autostart(StoredKind::Domain, "a"));
+        assert_eq!(s.load_defs(StoredKind::Domain).unwrap().len(), 1);
+
+        s.save_status(StoredKind::Domain, "b", &serde_json::json!({"state": 1}))
+            .unwrap();
+        fs::write(d.path().join("run/domains/bad.json"), "{not json").unwrap();
+        let st = s.load_statuses(StoredKind::Domain).unwrap();
+        assert_eq!(st.len(), 1);
+        assert_eq!(st[0].1["state"], 1);
+        assert!(!d.path().join("run/domains/bad.json").exists());
+    }
+}
