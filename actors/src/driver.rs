@@ -21,8 +21,8 @@ use vireo_drivers::store::{Store, StoredKind};
 use vireo_drivers::testdata::TestConfig;
 use vireo_messages::event::detail;
 use vireo_messages::{
-    DomainEventKind, DomainState, ErrorCode, ErrorDomain, Event, EventKind, ObjectRef,
-    StateReason, VirError, VirResult,
+    DomainEventKind, DomainState, ErrorCode, ErrorDomain, Event, EventKind, ObjectRef, StateReason,
+    VirError, VirResult,
 };
 use vireo_xml::{DomainDef, FormatOptions};
 
@@ -455,7 +455,10 @@ async fn seed(
 
 /// Rebuilds an instance from its store: definitions, then status records (reattaching
 /// to guests that still run).
-async fn load(driver: &ActorRef<DriverMsg>, ctx: &Arc<DriverCtx>) -> Result<(), ActorProcessingErr> {
+async fn load(
+    driver: &ActorRef<DriverMsg>,
+    ctx: &Arc<DriverCtx>,
+) -> Result<(), ActorProcessingErr> {
     let Some(store) = ctx.store.clone() else {
         return Ok(());
     };
@@ -522,7 +525,7 @@ async fn reload_domain(
                 let id = if id == 0 { ctx.allocate_id() } else { id };
                 let state = StateReason::new(
                     DomainState::from_i32(
-                        rec.get("state").and_then(|v| v.as_i64()).unwrap_or(1) as i32,
+                        rec.get("state").and_then(|v| v.as_i64()).unwrap_or(1) as i32
                     ),
                     rec.get("reason").and_then(|v| v.as_i64()).unwrap_or(0) as i32,
                 );
@@ -541,7 +544,10 @@ async fn reload_domain(
             Ok(None) | Err(_) => {
                 // The guest is gone: drop the record; the domain is shut off.
                 let _ = store.remove_status(StoredKind::Domain, name);
-                initial = StateReason::new(DomainState::Shutoff, vireo_messages::state::shutoff::UNKNOWN);
+                initial = StateReason::new(
+                    DomainState::Shutoff,
+                    vireo_messages::state::shutoff::UNKNOWN,
+                );
                 if config.is_none() {
                     return Ok(());
                 }
@@ -576,8 +582,7 @@ async fn reload_domain(
 async fn autostart(ctx: &Arc<DriverCtx>) {
     for e in ctx.directory.list(|e| e.autostart && !e.is_active()) {
         let (tx, rx) = oneshot::channel();
-        if e
-            .actor
+        if e.actor
             .cast(DomainMsg::Job(
                 crate::domain::JobRequest::Start { paused: false },
                 tx,

@@ -230,9 +230,7 @@ impl Connection {
             .directory
             .by_id(id)
             .map(|e| self.domain_handle(e))
-            .ok_or_else(|| {
-                no_domain(self.ctx(), Some(format!("no domain with matching id {id}")))
-            })
+            .ok_or_else(|| no_domain(self.ctx(), Some(format!("no domain with matching id {id}"))))
     }
 
     /// Directory entries of the domains that pass `filter`, active first by id.
@@ -350,7 +348,8 @@ impl Connection {
             .await?;
         let p = self.pool_handle(e);
         if !new {
-            p.ask(|tx| PoolMsg::Redefine(Box::new(redefine), tx)).await?;
+            p.ask(|tx| PoolMsg::Redefine(Box::new(redefine), tx))
+                .await?;
         }
         Ok(p)
     }
@@ -557,7 +556,10 @@ impl Network {
     fn gone(&self) -> VirError {
         no_network(
             self.conn.ctx(),
-            format!("no network with matching uuid '{}' ({})", self.uuid, self.name),
+            format!(
+                "no network with matching uuid '{}' ({})",
+                self.uuid, self.name
+            ),
         )
     }
 
@@ -661,7 +663,9 @@ impl Pool {
     /// Info.
     pub async fn info(&self) -> VirResult<PoolInfo> {
         let (tx, rx) = oneshot::channel();
-        self.actor.cast(PoolMsg::Info(tx)).map_err(|_| self.gone())?;
+        self.actor
+            .cast(PoolMsg::Info(tx))
+            .map_err(|_| self.gone())?;
         rx.await.map_err(|_| self.gone())
     }
 

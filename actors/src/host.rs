@@ -192,7 +192,10 @@ async fn start_driver(spec: DriverSpec, private: bool) -> VirResult<DriverHandle
             )
         })?;
     let ctx = rx.await.map_err(|_| {
-        VirError::internal(ErrorDomain::Test, format!("driver for {uri} failed to start"))
+        VirError::internal(
+            ErrorDomain::Test,
+            format!("driver for {uri} failed to start"),
+        )
     })?;
     Ok(DriverHandle::new(actor, ctx, private))
 }

@@ -12,8 +12,7 @@ use vireo_drivers::hypervisor::Flavour;
 use vireo_drivers::store::StoredKind;
 use vireo_drivers::testdata::TestConfig;
 use vireo_messages::{
-    ErrorCode, ErrorDomain, EventKind, NetworkEventKind, ObjectKind, ObjectRef, VirError,
-    VirResult,
+    ErrorCode, ErrorDomain, EventKind, NetworkEventKind, ObjectKind, ObjectRef, VirError, VirResult,
 };
 use vireo_xml::NetworkDef;
 
@@ -52,7 +51,10 @@ impl Retirable for NetMsg {
 /// Network operations that go through the driver actor (creation).
 pub enum DriverNetMsg {
     /// Define (new or existing with the same name and uuid).
-    Define(Box<NetworkDef>, oneshot::Sender<VirResult<(NetworkEntry, bool)>>),
+    Define(
+        Box<NetworkDef>,
+        oneshot::Sender<VirResult<(NetworkEntry, bool)>>,
+    ),
     /// Create and start a transient network.
     Create(Box<NetworkDef>, oneshot::Sender<VirResult<NetworkEntry>>),
 }
@@ -279,10 +281,7 @@ fn save_def(ctx: &DriverCtx, def: &NetworkDef) -> VirResult<()> {
     Ok(())
 }
 
-async fn spawn(
-    driver: &ActorRef<DriverMsg>,
-    args: NetArgs,
-) -> VirResult<NetworkEntry> {
+async fn spawn(driver: &ActorRef<DriverMsg>, args: NetArgs) -> VirResult<NetworkEntry> {
     let ctx = args.ctx.clone();
     let uuid = args.def.uuid().expect("caller ensured a uuid");
     let name = args.def.name().to_string();

@@ -296,7 +296,25 @@ impl PoolState {
             ));
         }
         if let Some(fmt) = v.target_format()
-            && !matches!(fmt.as_str(), "raw" | "dir" | "bochs" | "cloop" | "dmg" | "iso" | "vpc" | "vdi" | "fat" | "vhd" | "ploop" | "cow" | "qcow" | "qcow2" | "qed" | "vmdk")
+            && !matches!(
+                fmt.as_str(),
+                "raw"
+                    | "dir"
+                    | "bochs"
+                    | "cloop"
+                    | "dmg"
+                    | "iso"
+                    | "vpc"
+                    | "vdi"
+                    | "fat"
+                    | "vhd"
+                    | "ploop"
+                    | "cow"
+                    | "qcow"
+                    | "qcow2"
+                    | "qed"
+                    | "vmdk"
+            )
         {
             return Err(VirError::config_unsupported(
                 ErrorDomain::Storage,
@@ -374,7 +392,9 @@ impl Actor for PoolActor {
                 let _ = reply.send(r);
             }
             PoolMsg::Build(reply) => {
-                let r = st.must_be_inactive().map(|_| st.event(PoolEventKind::Created));
+                let r = st
+                    .must_be_inactive()
+                    .map(|_| st.event(PoolEventKind::Created));
                 let _ = reply.send(r);
             }
             PoolMsg::Refresh(reply) => {
@@ -398,7 +418,9 @@ impl Actor for PoolActor {
                 let _ = reply.send(r);
             }
             PoolMsg::Delete(reply) => {
-                let r = st.must_be_inactive().map(|_| st.event(PoolEventKind::Deleted));
+                let r = st
+                    .must_be_inactive()
+                    .map(|_| st.event(PoolEventKind::Deleted));
                 let _ = reply.send(r);
             }
             PoolMsg::Undefine(reply) => {
@@ -409,7 +431,9 @@ impl Actor for PoolActor {
                             .and_then(|_| {
                                 store.remove_def(StoredKind::Pool, &format!("{name}.volumes"))
                             })
-                            .map_err(|e| VirError::system(st.dom(), "cannot remove pool config", &e))?;
+                            .map_err(|e| {
+                                VirError::system(st.dom(), "cannot remove pool config", &e)
+                            })?;
                     }
                     st.event(PoolEventKind::Undefined);
                     if let Some(u) = st.def.uuid() {
@@ -522,7 +546,9 @@ async fn spawn(driver: &ActorRef<DriverMsg>, args: PoolArgs) -> VirResult<PoolEn
     let (active, persistent, autostart) = (args.active, args.persistent, args.autostart);
     let (actor, _) = Actor::spawn_linked(None, PoolActor, args, driver.get_cell())
         .await
-        .map_err(|e| VirError::internal(ctx.err_domain(), format!("cannot start pool actor: {e}")))?;
+        .map_err(|e| {
+            VirError::internal(ctx.err_domain(), format!("cannot start pool actor: {e}"))
+        })?;
     let e = Entry {
         uuid,
         name,
@@ -663,7 +689,11 @@ pub async fn seed(
         let _ = e.actor.cast(PoolMsg::SetAutostart(false, tx));
         let _ = rx.await;
         if let Some(store) = &ctx.store {
-            let xml: String = p.volumes.iter().map(|v| VolumeDef::parse(v).map(|d| d.to_xml()).unwrap_or_default()).collect();
+            let xml: String = p
+                .volumes
+                .iter()
+                .map(|v| VolumeDef::parse(v).map(|d| d.to_xml()).unwrap_or_default())
+                .collect();
             store.save_def(
                 StoredKind::Pool,
                 &format!("{}.volumes", e.name),

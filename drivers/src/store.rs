@@ -41,10 +41,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
@@ -277,7 +274,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = Store::new(d.path().join("cfg"), d.path().join("run"));
         s.save_def(StoredKind::Domain, "b", "<domain/>").unwrap();
-        s.save_def(StoredKind::Domain, "a", "<domain>a</domain>").unwrap();
+        s.save_def(StoredKind::Domain, "a", "<domain>a</domain>")
+            .unwrap();
         // An interrupted write leaves a dot-file; loading ignores and removes it.
         fs::write(d.path().join("cfg/domains/.c.xml.tmp.1.1"), "junk").unwrap();
         let defs = s.load_defs(StoredKind::Domain).unwrap();

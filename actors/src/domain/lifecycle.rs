@@ -134,6 +134,9 @@ mod tests {
             "Requested operation is not valid: domain is already running"
         );
         let e = check(Flavour::Qemu, Op::Resume, "d", DomainState::Running).unwrap_err();
-        assert_eq!(e.message, "Requested operation is not valid: domain is not paused");
+        assert_eq!(
+            e.message,
+            "Requested operation is not valid: domain is not paused"
+        );
     }
 }

@@ -35,8 +35,8 @@ use vireo_drivers::store::StoredKind;
 use vireo_messages::event::detail;
 use vireo_messages::state::{paused, running, shutoff};
 use vireo_messages::{
-    DomainEvent, DomainEventKind, DomainId, DomainState, ErrorDomain, Event, EventKind,
-    ObjectRef, StateReason, Uuid, VirError, VirResult,
+    DomainEvent, DomainEventKind, DomainId, DomainState, ErrorDomain, Event, EventKind, ObjectRef,
+    StateReason, Uuid, VirError, VirResult,
 };
 use vireo_xml::{DomainDef, FormatOptions, LifecycleAction};
 
@@ -423,7 +423,10 @@ impl DomainActorState {
         VirError::with(
             vireo_messages::ErrorCode::NoDomain,
             self.ctx.hv.error_domain(),
-            format!("no domain with matching uuid '{}' ({})", self.uuid, self.name),
+            format!(
+                "no domain with matching uuid '{}' ({})",
+                self.uuid, self.name
+            ),
         )
     }
 
@@ -450,7 +453,9 @@ impl DomainActorState {
             } else {
                 0
             },
-            updated: self.live.is_some() && self.persistent && self.live.as_ref() != Some(&self.config),
+            updated: self.live.is_some()
+                && self.persistent
+                && self.live.as_ref() != Some(&self.config),
         }
     }
 
@@ -464,7 +469,11 @@ impl DomainActorState {
             ));
         }
         let inactive = flags & XML_INACTIVE != 0;
-        let def = if inactive { &self.config } else { self.current_def() };
+        let def = if inactive {
+            &self.config
+        } else {
+            self.current_def()
+        };
         let id = if inactive { None } else { self.id.map(|d| d.0) };
         Ok(def.format(&FormatOptions {
             id,
@@ -690,9 +699,8 @@ impl DomainActorState {
             JobRequest::ManagedSaveRemove => {
                 self.managed_save = false;
                 if let Some(store) = &self.ctx.store {
-                    let _ = vireo_drivers::store::remove_durable(
-                        &store.managed_save_path(&self.name),
-                    );
+                    let _ =
+                        vireo_drivers::store::remove_durable(&store.managed_save_path(&self.name));
                 }
                 self.sync_directory();
                 let _ = reply.send(Ok(String::new()));
@@ -725,21 +733,22 @@ impl DomainActorState {
                 self.helper_failures.insert(hid, fail_tx);
                 let guest = self.guest.take();
                 self.spawn_job(myself, name, reply, async move {
-                    let outcome = tokio::select! {
-                        r = done_rx => match r {
-                            Ok(r) => r.map(Outcome::Helper),
-                            Err(_) => Err(VirError::internal(
+                    // The helper reports through `done`; if it dies instead, the sender is
+                    // dropped and the supervision event brings the reason shortly after.
+                    let outcome = match done_rx.await {
+                        Ok(r) => r.map(Outcome::Helper),
+                        Err(_) => {
+                            let why =
+                                tokio::time::timeout(std::time::Duration::from_secs(5), fail_rx)
+                                    .await
+                                    .ok()
+                                    .and_then(|r| r.ok())
+                                    .unwrap_or_else(|| "ended without a result".into());
+                            Err(VirError::internal(
                                 ErrorDomain::Domain,
-                                format!("I/O helper '{helper_name}' ended without a result"),
-                            )),
-                        },
-                        why = fail_rx => Err(VirError::internal(
-                            ErrorDomain::Domain,
-                            format!(
-                                "I/O helper '{helper_name}' failed: {}",
-                                why.unwrap_or_else(|_| "unknown reason".into())
-                            ),
-                        )),
+                                format!("I/O helper '{helper_name}' failed: {why}"),
+                            ))
+                        }
                     };
                     JobDone { guest, outcome }
                 });
@@ -994,11 +1003,7 @@ impl DomainActorState {
             store
                 .set_autostart(StoredKind::Domain, &self.name, on)
                 .map_err(|e| {
-                    VirError::system(
-                        self.ctx.hv.error_domain(),
-                        "cannot change autostart",
-                        &e,
-                    )
+                    VirError::system(self.ctx.hv.error_domain(), "cannot change autostart", &e)
                 })?;
         }
         self.autostart = on;
