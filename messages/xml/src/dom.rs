@@ -166,6 +166,19 @@ impl Element {
         }
     }
 
+    /// Child elements whose namespace URI is `uri`, resolving each child's prefix
+    /// against its own declarations, then this element's. This is how libvirt finds
+    /// extension elements such as `qemu:commandline` (by URI, whatever the prefix).
+    /// Declarations on further ancestors are not consulted.
+    pub fn children_in_namespace<'a>(&'a self, uri: &'a str) -> impl Iterator<Item = &'a Element> {
+        self.elements().filter(move |c| {
+            let prefix = c.prefix();
+            c.declared_namespace(prefix)
+                .or_else(|| self.declared_namespace(prefix))
+                == Some(uri)
+        })
+    }
+
     // ----- attributes -----
 
     /// An attribute's value.
@@ -1060,6 +1073,19 @@ mod tests {
         let e = Element::parse("<a v='x&#10;y\tz' w='&#x41;&#66;'/>").unwrap();
         assert_eq!(e.attr("v"), Some("x\ny z"));
         assert_eq!(e.attr("w"), Some("AB"));
+    }
+
+    #[test]
+    fn namespace_lookup_by_uri() {
+        let e = Element::parse(
+            "<domain xmlns:q='http://libvirt.org/schemas/domain/qemu/1.0'><q:commandline/><x:y xmlns:x='http://libvirt.org/schemas/domain/qemu/1.0'/><q2:z/></domain>",
+        )
+        .unwrap();
+        let found: Vec<_> = e
+            .children_in_namespace("http://libvirt.org/schemas/domain/qemu/1.0")
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(found, ["q:commandline", "x:y"]);
     }
 
     #[test]

@@ -288,7 +288,13 @@ impl DomainDef {
             ));
         }
         let name = common::name_of(root).ok_or_else(|| no_name(ERR))?;
-        common::check_name_chars(&name, &['/'], ERR)?;
+        // Drivers without VIR_DOMAIN_DEF_FEATURE_NAME_SLASH (all but QEMU) refuse '/'.
+        if name.contains('/') {
+            return Err(VirError::xml(
+                ERR,
+                format!("name {name} cannot contain '/'"),
+            ));
+        }
         common::uuid_of(root, ERR)?;
         let memory = memory_bytes(root.child("memory"), "./memory[1]")?;
         memory_bytes(root.child("currentMemory"), "./currentMemory[1]")?;
@@ -930,8 +936,8 @@ mod tests {
         let e = DomainDef::parse(&MIN.replace("<name>vm1</name>", "")).unwrap_err();
         assert_eq!((e.code, e.domain), (ErrorCode::NoName, ErrorDomain::Domain));
         let e = DomainDef::parse(&MIN.replace("vm1", "a/b")).unwrap_err();
-        assert_eq!(e.code, ErrorCode::XmlDetail);
-        assert_eq!(e.message, "invalid char in name: /");
+        assert_eq!(e.code, ErrorCode::XmlError);
+        assert_eq!(e.message, "XML error: name a/b cannot contain '/'");
         let e = DomainDef::parse(&MIN.replace("<type arch='x86_64' machine='pc'>hvm</type>", ""))
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::XmlError);

@@ -417,7 +417,9 @@ fn truncations_never_panic() {
                     );
                 }
             }
-            cut += 1;
+            // Every cut for small files; every other cut for large ones keeps the
+            // unoptimised test build fast while still covering each construct.
+            cut += if text.len() > 1500 { 2 } else { 1 };
         }
     }
 }
