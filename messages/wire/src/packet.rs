@@ -269,6 +269,27 @@ impl Packet {
     pub fn decode_payload<T: XdrDecode>(&self) -> Result<T, XdrError> {
         crate::xdr::from_bytes(&self.payload)
     }
+
+    /// The number of file descriptors a CALL_WITH_FDS or REPLY_WITH_FDS announces
+    /// (the first payload word); 0 for other types.
+    pub fn fd_count(&self) -> Result<u32, XdrError> {
+        match self.header.kind {
+            MessageType::CallWithFds | MessageType::ReplyWithFds => {
+                Decoder::new(&self.payload).read_u32()
+            }
+            _ => Ok(0),
+        }
+    }
+
+    /// Decodes a call's arguments: the payload of a CALL, or of a CALL_WITH_FDS after
+    /// its fd count. Trailing bytes are ignored as libvirt does.
+    pub fn decode_args<T: XdrDecode>(&self) -> Result<T, XdrError> {
+        let mut d = Decoder::new(&self.payload);
+        if self.header.kind == MessageType::CallWithFds {
+            d.read_u32()?;
+        }
+        T::decode(&mut d)
+    }
 }
 
 fn frame_with(header: &Header, body: impl FnOnce(&mut BytesMut)) -> Bytes {
@@ -312,15 +333,69 @@ pub fn encode_call<A: XdrEncode + ?Sized>(proc_: RemoteProc, serial: u32, args: 
     encode_message(&Header::call(proc_, serial), args)
 }
 
-/// Encodes the successful REPLY to the call with header `call`.
+/// Encodes a reply with the given status; a REPLY_WITH_FDS payload starts with the fd
+/// count (the descriptors themselves travel as ancillary data).
+fn encode_reply_body<R: XdrEncode + ?Sized>(
+    call: &Header,
+    status: MessageStatus,
+    nfds: u32,
+    body: &R,
+) -> Bytes {
+    let header = call.reply(status);
+    frame_with(&header, |out| {
+        if header.kind == MessageType::ReplyWithFds {
+            out.put_u32(nfds);
+        }
+        body.encode(out);
+    })
+}
+
+/// Encodes the successful REPLY to the call with header `call`. The reply to a
+/// CALL_WITH_FDS is a REPLY_WITH_FDS announcing no descriptors; use
+/// [`encode_reply_with_fds`] to pass some.
 pub fn encode_reply<R: XdrEncode + ?Sized>(call: &Header, ret: &R) -> Bytes {
-    encode_message(&call.reply(MessageStatus::Ok), ret)
+    encode_reply_body(call, MessageStatus::Ok, 0, ret)
+}
+
+/// Encodes a successful REPLY_WITH_FDS announcing `nfds` descriptors, which the caller
+/// sends as `SCM_RIGHTS` ancillary data with the frame.
+pub fn encode_reply_with_fds<R: XdrEncode + ?Sized>(call: &Header, nfds: u32, ret: &R) -> Bytes {
+    // Replying as if to a CALL_WITH_FDS gives a REPLY_WITH_FDS header (DOMAIN_OPEN_GRAPHICS_FD
+    // is a plain CALL answered that way).
+    let as_fd_call = Header {
+        kind: MessageType::CallWithFds,
+        ..*call
+    };
+    encode_reply_body(&as_fd_call, MessageStatus::Ok, nfds, ret)
 }
 
 /// Encodes the failed REPLY (status ERROR, `remote_error` payload) to the call with
 /// header `call`.
 pub fn encode_error_reply(call: &Header, error: &RemoteError) -> Bytes {
-    encode_message(&call.reply(MessageStatus::Error), error)
+    encode_reply_body(call, MessageStatus::Error, 0, error)
+}
+
+/// Encodes a STREAM packet of the stream opened by the call with header `call`:
+/// `Continue` with data, `Ok` with an empty payload to finish.
+pub fn encode_stream(call: &Header, status: MessageStatus, data: &[u8]) -> Bytes {
+    encode_packet(&call.stream(status), data)
+}
+
+/// Encodes a STREAM ERROR packet carrying `error`, which ends the stream.
+pub fn encode_stream_error(call: &Header, error: &RemoteError) -> Bytes {
+    encode_message(&call.stream(MessageStatus::Error), error)
+}
+
+crate::xdr_struct! {
+    /// `virNetStreamHole`: the payload of a STREAM_HOLE packet (sparse streams only):
+    /// skip `length` bytes.
+    #[derive(Eq, Copy)]
+    pub struct StreamHole {
+        /// Size of the hole in bytes.
+        pub length: i64,
+        /// Flags (none defined).
+        pub flags: u32,
+    }
 }
 
 /// Encodes a REMOTE event MESSAGE (serial 1, as libvirt sends).
@@ -606,6 +681,93 @@ mod tests {
             decode_reply::<()>(&ping),
             Err(ReplyError::NotAReply(MessageType::Message))
         );
+    }
+
+    #[test]
+    fn fds_and_streams() {
+        let mut call = Header::call(RemoteProc::DomainOpenGraphicsFd, 9);
+        call.kind = MessageType::CallWithFds;
+        let args = crate::procs::DomainFlagsArgs {
+            dom: crate::types::NonnullDomain::new("d", uuid::Uuid::nil(), None),
+            flags: 0,
+        };
+        let mut body = BytesMut::new();
+        body.put_u32(1);
+        args.encode(&mut body);
+        let packet = Packet::new(call, body.freeze());
+        assert_eq!(packet.fd_count().unwrap(), 1);
+        assert_eq!(
+            packet
+                .decode_args::<crate::procs::DomainFlagsArgs>()
+                .unwrap(),
+            args
+        );
+        let reply = encode_reply_with_fds(&call, 1, &());
+        let (packet, _) = decode_frame(&reply).unwrap().unwrap();
+        assert_eq!(packet.header.kind, MessageType::ReplyWithFds);
+        assert_eq!(packet.fd_count().unwrap(), 1);
+        decode_reply::<()>(&packet).unwrap();
+        // An error to a CALL_WITH_FDS is a REPLY_WITH_FDS with 0 fds, then the error.
+        let err = RemoteError::from(vireo_messages::VirError::bare(
+            vireo_messages::ErrorCode::NoSupport,
+            vireo_messages::ErrorDomain::Domain,
+        ));
+        let (packet, _) = decode_frame(&encode_error_reply(&call, &err))
+            .unwrap()
+            .unwrap();
+        assert_eq!(packet.fd_count().unwrap(), 0);
+        assert!(matches!(
+            decode_reply::<()>(&packet),
+            Err(ReplyError::Remote(_))
+        ));
+
+        // Streams reuse the call's serial; the end of data is an empty CONTINUE.
+        let call = Header::call(RemoteProc::StorageVolDownload, 7);
+        let data = encode_stream(&call, MessageStatus::Continue, b"abc");
+        let (packet, _) = decode_frame(&data).unwrap().unwrap();
+        assert_eq!(packet.header.kind, MessageType::Stream);
+        assert_eq!(packet.header.serial, 7);
+        assert_eq!(&packet.payload[..], b"abc");
+        let end = encode_stream(&call, MessageStatus::Continue, &[]);
+        assert_eq!(end.len(), 28);
+        let hole = StreamHole {
+            length: 4096,
+            flags: 0,
+        };
+        assert_eq!(
+            crate::xdr::to_bytes(&hole).to_vec(),
+            unhex("00000000 00001000 00000000")
+        );
+    }
+
+    #[cfg(feature = "codec")]
+    #[test]
+    fn tokio_codec_splits_frames() {
+        use tokio_util::codec::{Decoder as _, Encoder as _};
+        let mut codec = PacketCodec;
+        let mut buf = BytesMut::new();
+        codec
+            .encode(encode_call(RemoteProc::AuthList, 0, &()), &mut buf)
+            .unwrap();
+        codec
+            .encode(
+                decode_frame(&keepalive_ping()).unwrap().unwrap().0,
+                &mut buf,
+            )
+            .unwrap();
+        let mut partial = buf.split_to(10);
+        assert!(codec.decode(&mut partial).unwrap().is_none());
+        partial.unsplit(buf);
+        let first = codec.decode(&mut partial).unwrap().unwrap();
+        assert_eq!(first.header.remote_proc(), Some(RemoteProc::AuthList));
+        let second = codec.decode(&mut partial).unwrap().unwrap();
+        assert!(second.header.is_ping());
+        assert!(partial.is_empty());
+        let mut bad = BytesMut::from(&[0u8, 0, 0, 3][..]);
+        assert!(matches!(
+            codec.decode(&mut bad),
+            Err(CodecError::Frame(FrameError::TooSmall(3)))
+        ));
     }
 
     #[test]

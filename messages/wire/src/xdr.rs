@@ -916,9 +916,7 @@ mod tests {
         round_trip(vec![-1i64], "00000001ffffffffffffffff");
         round_trip(
             vec!["a".to_string(), "bc".to_string()],
-            "00000002000000016100000000000002626300 00"
-                .replace(' ', "")
-                .as_str(),
+            "0000000200000001610000000000000262630000",
         );
         round_trip([1u8, 2, 3, 4, 5], "0102030405000000");
         round_trip(vec![Some(1u32), None], "00000002000000010000000100000000");

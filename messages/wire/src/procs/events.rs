@@ -559,3 +559,283 @@ crate::xdr_struct! {
         pub reason: i32,
     }
 }
+
+/// The callback-style event MESSAGE for a Vireo [`Event`](vireo_messages::Event): the
+/// procedure to put in the header and the encoded payload, addressed to the
+/// registration `callback_id`. Send it with
+/// [`encode_packet`](crate::packet::encode_packet) and [`Header::event`](crate::packet::Header::event).
+///
+/// Returns `None` when the event's object kind does not match its event (a domain event
+/// about a network, say). Object references are built from the event's
+/// [`ObjectRef`](vireo_messages::ObjectRef): a missing uuid is sent as the nil uuid, and
+/// a secret's usage is sent as type 0 (NONE) with the reference's name as usage id.
+pub fn encode_event_message(
+    callback_id: i32,
+    event: &vireo_messages::Event,
+) -> Option<(super::RemoteProc, bytes::BytesMut)> {
+    use super::RemoteProc as P;
+    use crate::xdr::to_bytes;
+    use vireo_messages::{DomainEvent as D, EventKind as K, ObjectKind};
+
+    let obj = &event.object;
+    let uuid = obj.uuid.unwrap_or_default();
+    let dom = || NonnullDomain::new(obj.name.clone(), uuid, obj.id);
+    let net = || NonnullNetwork {
+        name: obj.name.clone(),
+        uuid,
+    };
+    let pool = || NonnullStoragePool {
+        name: obj.name.clone(),
+        uuid,
+    };
+    let dev = || NonnullNodeDevice {
+        name: obj.name.clone(),
+    };
+    let secret = || NonnullSecret {
+        uuid,
+        usage_type: 0,
+        usage_id: obj.name.clone(),
+    };
+    let id = callback_id;
+    let out = match (&event.kind, obj.kind) {
+        (K::Domain(d), ObjectKind::Domain) => match d {
+            D::Lifecycle(l) => (
+                P::DomainEventCallbackLifecycle,
+                to_bytes(&DomainEventCallbackLifecycleMsg {
+                    callback_id: id,
+                    msg: DomainEventLifecycleMsg {
+                        dom: dom(),
+                        event: l.event as i32,
+                        detail: l.detail,
+                    },
+                }),
+            ),
+            D::Reboot => (
+                P::DomainEventCallbackReboot,
+                to_bytes(&DomainEventCallbackRebootMsg {
+                    callback_id: id,
+                    msg: DomainEventRebootMsg { dom: dom() },
+                }),
+            ),
+            D::RtcChange { offset } => (
+                P::DomainEventCallbackRtcChange,
+                to_bytes(&DomainEventCallbackRtcChangeMsg {
+                    callback_id: id,
+                    msg: DomainEventRtcChangeMsg {
+                        dom: dom(),
+                        offset: *offset,
+                    },
+                }),
+            ),
+            D::Watchdog { action } => (
+                P::DomainEventCallbackWatchdog,
+                to_bytes(&DomainEventCallbackWatchdogMsg {
+                    callback_id: id,
+                    msg: DomainEventWatchdogMsg {
+                        dom: dom(),
+                        action: *action,
+                    },
+                }),
+            ),
+            D::IoError {
+                src_path,
+                dev_alias,
+                action,
+                reason: None,
+            } => (
+                P::DomainEventCallbackIoError,
+                to_bytes(&DomainEventCallbackIoErrorMsg {
+                    callback_id: id,
+                    msg: DomainEventIoErrorMsg {
+                        dom: dom(),
+                        src_path: src_path.clone(),
+                        dev_alias: dev_alias.clone(),
+                        action: *action,
+                    },
+                }),
+            ),
+            D::IoError {
+                src_path,
+                dev_alias,
+                action,
+                reason: Some(reason),
+            } => (
+                P::DomainEventCallbackIoErrorReason,
+                to_bytes(&DomainEventCallbackIoErrorReasonMsg {
+                    callback_id: id,
+                    msg: DomainEventIoErrorReasonMsg {
+                        dom: dom(),
+                        src_path: src_path.clone(),
+                        dev_alias: dev_alias.clone(),
+                        action: *action,
+                        reason: reason.clone(),
+                    },
+                }),
+            ),
+            D::ControlError => (
+                P::DomainEventCallbackControlError,
+                to_bytes(&DomainEventCallbackControlErrorMsg {
+                    callback_id: id,
+                    msg: DomainEventControlErrorMsg { dom: dom() },
+                }),
+            ),
+            D::TrayChange { dev_alias, reason } => (
+                P::DomainEventCallbackTrayChange,
+                to_bytes(&DomainEventCallbackTrayChangeMsg {
+                    callback_id: id,
+                    msg: DomainEventTrayChangeMsg {
+                        dom: dom(),
+                        dev_alias: dev_alias.clone(),
+                        reason: *reason,
+                    },
+                }),
+            ),
+            D::PmWakeup { reason } | D::PmSuspend { reason } => (
+                if matches!(d, D::PmWakeup { .. }) {
+                    P::DomainEventCallbackPmwakeup
+                } else {
+                    P::DomainEventCallbackPmsuspend
+                },
+                to_bytes(&DomainEventCallbackPmMsg {
+                    callback_id: id,
+                    reason: *reason,
+                    msg: DomainEventPmMsg { dom: dom() },
+                }),
+            ),
+            D::BalloonChange { actual } => (
+                P::DomainEventCallbackBalloonChange,
+                to_bytes(&DomainEventCallbackBalloonChangeMsg {
+                    callback_id: id,
+                    msg: DomainEventBalloonChangeMsg {
+                        dom: dom(),
+                        actual: *actual,
+                    },
+                }),
+            ),
+            D::DeviceRemoved { dev_alias } => (
+                P::DomainEventCallbackDeviceRemoved,
+                to_bytes(&DomainEventCallbackDeviceRemovedMsg {
+                    callback_id: id,
+                    msg: DomainEventDeviceRemovedMsg {
+                        dom: dom(),
+                        dev_alias: dev_alias.clone(),
+                    },
+                }),
+            ),
+            D::AgentLifecycle { state, reason } => (
+                P::DomainEventCallbackAgentLifecycle,
+                to_bytes(&DomainEventCallbackAgentLifecycleMsg {
+                    callback_id: id,
+                    dom: dom(),
+                    state: *state,
+                    reason: *reason,
+                }),
+            ),
+            D::DeviceAdded { dev_alias } | D::DeviceRemovalFailed { dev_alias } => (
+                if matches!(d, D::DeviceAdded { .. }) {
+                    P::DomainEventCallbackDeviceAdded
+                } else {
+                    P::DomainEventCallbackDeviceRemovalFailed
+                },
+                to_bytes(&DomainEventCallbackDeviceMsg {
+                    callback_id: id,
+                    dom: dom(),
+                    dev_alias: dev_alias.clone(),
+                }),
+            ),
+            D::MigrationIteration { iteration } => (
+                P::DomainEventCallbackMigrationIteration,
+                to_bytes(&DomainEventCallbackMigrationIterationMsg {
+                    callback_id: id,
+                    dom: dom(),
+                    iteration: *iteration,
+                }),
+            ),
+            D::JobCompleted { stats } => (
+                P::DomainEventCallbackJobCompleted,
+                to_bytes(&DomainEventCallbackJobCompletedMsg {
+                    callback_id: id,
+                    dom: dom(),
+                    params: typed_params_to_wire(stats),
+                }),
+            ),
+            D::MetadataChange { kind, nsuri } => (
+                P::DomainEventCallbackMetadataChange,
+                to_bytes(&DomainEventCallbackMetadataChangeMsg {
+                    callback_id: id,
+                    dom: dom(),
+                    type_: *kind,
+                    nsuri: nsuri.clone(),
+                }),
+            ),
+        },
+        (K::NetworkLifecycle(e), ObjectKind::Network) => (
+            P::NetworkEventLifecycle,
+            to_bytes(&NetworkEventLifecycleMsg {
+                callback_id: id,
+                net: net(),
+                event: *e as i32,
+                detail: 0,
+            }),
+        ),
+        (K::NetworkMetadataChange { kind, nsuri }, ObjectKind::Network) => (
+            P::NetworkEventCallbackMetadataChange,
+            to_bytes(&NetworkEventCallbackMetadataChangeMsg {
+                callback_id: id,
+                net: net(),
+                type_: *kind,
+                nsuri: nsuri.clone(),
+            }),
+        ),
+        (K::PoolLifecycle(e), ObjectKind::StoragePool) => (
+            P::StoragePoolEventLifecycle,
+            to_bytes(&StoragePoolEventLifecycleMsg {
+                callback_id: id,
+                pool: pool(),
+                event: *e as i32,
+                detail: 0,
+            }),
+        ),
+        (K::PoolRefresh, ObjectKind::StoragePool) => (
+            P::StoragePoolEventRefresh,
+            to_bytes(&StoragePoolEventRefreshMsg {
+                callback_id: id,
+                pool: pool(),
+            }),
+        ),
+        (K::NodeDeviceLifecycle(e), ObjectKind::NodeDevice) => (
+            P::NodeDeviceEventLifecycle,
+            to_bytes(&NodeDeviceEventLifecycleMsg {
+                callback_id: id,
+                dev: dev(),
+                event: *e as i32,
+                detail: 0,
+            }),
+        ),
+        (K::NodeDeviceUpdate, ObjectKind::NodeDevice) => (
+            P::NodeDeviceEventUpdate,
+            to_bytes(&NodeDeviceEventUpdateMsg {
+                callback_id: id,
+                dev: dev(),
+            }),
+        ),
+        (K::SecretLifecycle(e), ObjectKind::Secret) => (
+            P::SecretEventLifecycle,
+            to_bytes(&SecretEventLifecycleMsg {
+                callback_id: id,
+                secret: secret(),
+                event: *e,
+                detail: 0,
+            }),
+        ),
+        (K::SecretValueChanged, ObjectKind::Secret) => (
+            P::SecretEventValueChanged,
+            to_bytes(&SecretEventValueChangedMsg {
+                callback_id: id,
+                secret: secret(),
+            }),
+        ),
+        _ => return None,
+    };
+    Some(out)
+}

@@ -453,3 +453,74 @@ fn random_input_never_panics() {
         let _ = decode_frame(&buf);
     }
 }
+
+#[test]
+fn vireo_events_become_callback_messages() {
+    use vireo_messages::{DomainEventKind, Event, EventKind, ObjectKind, ObjectRef, PoolEventKind};
+    let foo_uuid = Uuid::parse_str("00112233-4455-6677-8899-aabbccddeeff").unwrap();
+    let event = Event {
+        origin: 0,
+        object: ObjectRef::domain("foo", foo_uuid, None),
+        kind: EventKind::lifecycle(DomainEventKind::Defined, 0),
+    };
+    let (proc_, payload) = encode_event_message(0, &event).unwrap();
+    assert_eq!(proc_, RemoteProc::DomainEventCallbackLifecycle);
+    // The payload of the §10.2 wire example.
+    assert_eq!(
+        payload.to_vec(),
+        unhex(
+            "00000000 00000003 666f6f00 00112233445566778899aabbccddeeff ffffffff
+             00000000 00000000"
+        )
+    );
+    let pool = Event {
+        origin: 0,
+        object: ObjectRef::named(ObjectKind::StoragePool, "p", Some(foo_uuid)),
+        kind: EventKind::PoolLifecycle(PoolEventKind::Started),
+    };
+    let (proc_, payload) = encode_event_message(3, &pool).unwrap();
+    assert_eq!(proc_, RemoteProc::StoragePoolEventLifecycle);
+    let msg: StoragePoolEventLifecycleMsg = from_bytes_exact(&payload).unwrap();
+    assert_eq!(msg.callback_id, 3);
+    assert_eq!(msg.event, 2);
+    // Mismatched object kind.
+    let odd = Event {
+        origin: 0,
+        object: ObjectRef::named(ObjectKind::Network, "n", None),
+        kind: EventKind::PoolRefresh,
+    };
+    assert!(encode_event_message(0, &odd).is_none());
+    // Every domain event kind maps to an event procedure whose payload decodes.
+    let kinds = [
+        vireo_messages::DomainEvent::Reboot,
+        vireo_messages::DomainEvent::RtcChange { offset: -5 },
+        vireo_messages::DomainEvent::IoError {
+            src_path: "/a".into(),
+            dev_alias: "vda".into(),
+            action: 1,
+            reason: Some("enospc".into()),
+        },
+        vireo_messages::DomainEvent::PmSuspend { reason: 0 },
+        vireo_messages::DomainEvent::JobCompleted {
+            stats: vec![vireo_messages::TypedParam::new(
+                "time_elapsed",
+                vireo_messages::TypedValue::ULLong(5),
+            )],
+        },
+        vireo_messages::DomainEvent::MetadataChange {
+            kind: 2,
+            nsuri: None,
+        },
+    ];
+    for k in kinds {
+        let e = Event {
+            origin: 0,
+            object: ObjectRef::domain("foo", foo_uuid, Some(DomainId(3))),
+            kind: EventKind::Domain(k),
+        };
+        let (p, payload) = encode_event_message(1, &e).unwrap();
+        assert!(p.is_event());
+        // Every callback message starts with the callback id.
+        assert_eq!(&payload[..4], &[0, 0, 0, 1]);
+    }
+}
