@@ -200,7 +200,10 @@ impl PoolState {
         if self.active {
             def.set_sizes(i.capacity, i.allocation, i.available);
         }
+        // libvirt always writes a pool's <source> with an opening and a closing tag,
+        // even when it is empty.
         def.to_xml()
+            .replacen("\n  <source/>\n", "\n  <source>\n  </source>\n", 1)
     }
 
     fn must_be_active(&self) -> VirResult<()> {
