@@ -1,0 +1,16 @@
+//! `vireod`: Vireo's daemon, speaking libvirt's remote RPC protocol so that unchanged
+//! libvirt clients (`virsh`, libvirt-python, anything linked to `libvirt.so`) can manage
+//! Vireo's actors through `test+unix:///default?socket=STATE/run/libvirt-sock`.
+//!
+//! * [`config`]: command-line flags and the TOML configuration file.
+//! * [`server`]: the state-directory lock, the listening sockets, signal handling and
+//!   the orderly shutdown.
+//! * [`session`]: one client connection: framing, the reader and writer tasks,
+//!   concurrent calls, keepalive, and the protocol-level error answers.
+//! * [`procs`]: the REMOTE procedures, one file per family, built on the
+//!   `vireo-actors` embedding API.
+
+pub mod config;
+pub mod procs;
+pub mod server;
+pub mod session;

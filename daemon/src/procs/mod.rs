@@ -1,0 +1,123 @@
+//! The REMOTE procedures, one module per family (mini-redis style): each family's
+//! `handle` answers the procedures it knows and returns `None` for the others.
+//!
+//! [`call`] is the dispatcher every CALL goes through. In libvirt's order it rejects
+//! unknown (and event-only) procedure numbers with an RPC error, refuses everything but
+//! the handshake before CONNECT_OPEN, refuses mutating procedures on read-only
+//! connections (code 29), runs the handler, and answers known procedures without a
+//! handler with VIR_ERR_NO_SUPPORT (code 3) so that clients fall back to older calls.
+//! A handler that panics gets an internal error reply instead of silence.
+
+pub mod connect;
+pub mod domain;
+pub mod events;
+pub mod network;
+pub mod node;
+pub mod storage;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use vireo_messages::{ErrorDomain, VirError, VirResult};
+use vireo_wire::packet::{MessageStatus, encode_error_reply, encode_packet};
+use vireo_wire::xdr::{XdrDecode, XdrEncode, from_bytes, to_bytes};
+use vireo_wire::{Header, RemoteError, RemoteProc};
+
+use crate::session::{Session, rpc_error};
+
+/// What a family handler returns: `None` = not this family's procedure.
+pub type Handled = Option<VirResult<Bytes>>;
+
+/// Decodes call arguments; failure is libvirt's "Unable to decode message payload".
+pub fn args<T: XdrDecode>(payload: &[u8]) -> VirResult<T> {
+    from_bytes(payload).map_err(|_| rpc_error("Unable to decode message payload"))
+}
+
+/// Encodes a return value.
+pub fn ret<T: XdrEncode + ?Sized>(v: &T) -> VirResult<Bytes> {
+    Ok(to_bytes(v).freeze())
+}
+
+/// An empty return value.
+pub fn void() -> VirResult<Bytes> {
+    Ok(Bytes::new())
+}
+
+/// The error domain libvirt's public API file for this procedure reports with.
+pub fn family_domain(p: RemoteProc) -> ErrorDomain {
+    let n = p.name();
+    if n.contains("NODE_DEVICE") {
+        ErrorDomain::Nodedev
+    } else if n.contains("STORAGE") {
+        ErrorDomain::Storage
+    } else if n.contains("NWFILTER") {
+        ErrorDomain::Nwfilter
+    } else if n.contains("NETWORK") {
+        ErrorDomain::Network
+    } else if n.contains("SECRET") {
+        ErrorDomain::Secret
+    } else if n.contains("INTERFACE") {
+        ErrorDomain::Interface
+    } else if n.contains("DOMAIN") {
+        ErrorDomain::Domain
+    } else {
+        ErrorDomain::None
+    }
+}
+
+/// Runs one CALL and returns the whole reply frame.
+pub async fn call(s: &Arc<Session>, h: Header, payload: Bytes) -> Bytes {
+    let result = AssertUnwindSafe(dispatch(s, &h, &payload))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(session = s.id, proc_ = h.proc_, "a procedure handler panicked");
+            Err(VirError::internal(ErrorDomain::Rpc, "the procedure failed unexpectedly"))
+        });
+    match result {
+        Ok(body) => encode_packet(&h.reply(MessageStatus::Ok), &body),
+        Err(e) => {
+            tracing::debug!(session = s.id, proc_ = h.proc_, "error reply: {}", e.message);
+            encode_error_reply(&h, &RemoteError::from(&e))
+        }
+    }
+}
+
+async fn dispatch(s: &Arc<Session>, h: &Header, payload: &[u8]) -> VirResult<Bytes> {
+    let Some(p) = RemoteProc::from_i32(h.proc_).filter(|p| !p.is_event()) else {
+        return Err(rpc_error(format!("unknown procedure: {}", h.proc_)));
+    };
+    if !s.is_open()
+        && !matches!(
+            p,
+            RemoteProc::AuthList | RemoteProc::ConnectOpen | RemoteProc::ConnectSupportsFeature
+        )
+    {
+        return Err(VirError::internal(ErrorDomain::Rpc, "hypervisor connection not open"));
+    }
+    if s.read_only() && !p.is_readonly_safe() {
+        return Err(VirError::operation_denied(
+            family_domain(p),
+            format!("read only access prevents {}", p.api_name()),
+        ));
+    }
+    let handled = match connect::handle(s, p, payload).await {
+        Some(r) => Some(r),
+        None => match node::handle(s, p, payload).await {
+            Some(r) => Some(r),
+            None => match domain::handle(s, p, payload).await {
+                Some(r) => Some(r),
+                None => match events::handle(s, p, payload).await {
+                    Some(r) => Some(r),
+                    None => match network::handle(s, p, payload).await {
+                        Some(r) => Some(r),
+                        None => storage::handle(s, p, payload).await,
+                    },
+                },
+            },
+        },
+    };
+    handled.unwrap_or_else(|| Err(VirError::no_support(family_domain(p), &p.api_name())))
+}
