@@ -192,3 +192,70 @@ fn read_only_socket_refuses_changes() {
     );
     assert_eq!(norm(&d.virsh_ok(&["domstate", "test"])), "running");
 }
+
+#[test]
+fn networks_pools_and_volumes() {
+    if !have_virsh() {
+        return;
+    }
+    let d = Daemon::start();
+    assert_eq!(
+        norm(&d.virsh_ok(&["net-list", "--all"])),
+        " Name      State    Autostart   Persistent\n\
+         --------------------------------------------\n \
+         default   active   no          yes"
+    );
+    assert_eq!(
+        norm(&d.virsh_ok(&["pool-list", "--all"])),
+        " Name           State    Autostart\n------------------------------------\n default-pool   active   no"
+    );
+    let info = d.virsh_ok(&["net-info", "default"]);
+    assert!(info.contains("Bridge:         virbr0"), "{info}");
+    let x = d.virsh_ok(&["net-dumpxml", "default"]);
+    assert!(x.starts_with("<network>\n  <name>default</name>"), "{x}");
+
+    let net = d.state().join("n1.xml");
+    std::fs::write(
+        &net,
+        "<network><name>n1</name><bridge name='virbr9'/>\
+         <ip address='192.168.150.1' netmask='255.255.255.0'/></network>",
+    )
+    .unwrap();
+    let n = net.to_str().unwrap();
+    assert_eq!(norm(&d.virsh_ok(&["net-define", n])), format!("Network n1 defined from {n}"));
+    assert_eq!(norm(&d.virsh_ok(&["net-start", "n1"])), "Network n1 started");
+    assert!(d.virsh_ok(&["net-list"]).contains(" n1        active   no          yes"));
+    assert_eq!(norm(&d.virsh_ok(&["net-destroy", "n1"])), "Network n1 destroyed");
+    assert_eq!(norm(&d.virsh_ok(&["net-undefine", "n1"])), "Network n1 has been undefined");
+    assert!(!d.virsh_ok(&["net-list", "--all"]).contains("n1"));
+
+    let vol = d.state().join("v1.xml");
+    std::fs::write(
+        &vol,
+        "<volume><name>v1.img</name><capacity unit='bytes'>1048576</capacity></volume>",
+    )
+    .unwrap();
+    let v = vol.to_str().unwrap();
+    assert_eq!(
+        norm(&d.virsh_ok(&["vol-create", "default-pool", v])),
+        format!("Vol v1.img created from {v}")
+    );
+    assert_eq!(
+        norm(&d.virsh_ok(&["vol-list", "default-pool"])),
+        " Name     Path\n--------------------------------\n v1.img   /default-pool/v1.img"
+    );
+    assert_eq!(
+        norm(&d.virsh_ok(&["vol-path", "v1.img", "--pool", "default-pool"])),
+        "/default-pool/v1.img"
+    );
+    assert_eq!(norm(&d.virsh_ok(&["vol-key", "/default-pool/v1.img"])), "/default-pool/v1.img");
+    let vi = d.virsh_ok(&["vol-info", "v1.img", "--pool", "default-pool"]);
+    assert!(vi.contains("Capacity:       1.00 MiB"), "{vi}");
+    assert_eq!(
+        norm(&d.virsh_ok(&["vol-delete", "v1.img", "--pool", "default-pool"])),
+        "Vol v1.img deleted"
+    );
+    let pi = d.virsh_ok(&["pool-info", "default-pool"]);
+    assert!(pi.contains("State:          running"), "{pi}");
+    assert!(pi.contains("Capacity:       100.00 GiB"), "{pi}");
+}

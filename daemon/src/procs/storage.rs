@@ -1,13 +1,352 @@
-//! storage procedures.
+//! Storage pools and volumes: pool listing, lookups, define/create, build, start,
+//! refresh, stop, delete, undefine, info, XML, autostart; volume create, list, lookup
+//! (by name, key, path), XML, info, path and delete.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use vireo_actors::{Connection, Pool, VolKey, VolumeInfo};
+use vireo_messages::{ErrorCode, VirError, VirResult};
 use vireo_wire::RemoteProc as P;
+use vireo_wire::procs::*;
+use vireo_wire::types::{NonnullStoragePool, NonnullStorageVol};
 
-use super::Handled;
+use super::network::object_filter;
+use super::{Handled, args, ret, void};
 use crate::session::Session;
 
+fn pool_ref(p: &Pool) -> NonnullStoragePool {
+    NonnullStoragePool {
+        name: p.name().to_string(),
+        uuid: p.uuid(),
+    }
+}
+
+fn vol_ref(pool: &str, v: &VolumeInfo) -> NonnullStorageVol {
+    NonnullStorageVol {
+        pool: pool.to_string(),
+        name: v.name.clone(),
+        key: v.key.clone(),
+    }
+}
+
+fn find(conn: &Connection, r: &NonnullStoragePool) -> VirResult<Pool> {
+    conn.lookup_pool_by_uuid(&r.uuid).map_err(|_| {
+        VirError::with(
+            ErrorCode::NoStoragePool,
+            conn.error_domain(),
+            format!("no storage pool with matching uuid '{}' ({})", r.uuid, r.name),
+        )
+    })
+}
+
+/// The pool and volume a `remote_nonnull_storage_vol` names.
+async fn find_vol(conn: &Connection, r: &NonnullStorageVol) -> VirResult<(Pool, VolumeInfo)> {
+    let pool = conn.lookup_pool_by_name(&r.pool)?;
+    let v = pool.lookup_volume(VolKey::Name(r.name.clone())).await?;
+    Ok((pool, v))
+}
+
+/// Searches every active pool for a volume by key or path.
+async fn search(conn: &Connection, key: VolKey, what: &str) -> VirResult<(Pool, VolumeInfo)> {
+    for e in conn.list_pools() {
+        if !e.active {
+            continue;
+        }
+        let pool = conn.pool(e);
+        if let Ok(v) = pool.lookup_volume(key.clone()).await {
+            return Ok((pool, v));
+        }
+    }
+    Err(VirError::with(ErrorCode::NoStorageVol, conn.error_domain(), what.to_string()))
+}
+
+fn truncate(mut v: Vec<String>, max: i32) -> Vec<String> {
+    v.truncate(max.max(0) as usize);
+    v
+}
+
 /// Handles this family's procedures.
-pub async fn handle(_s: &Arc<Session>, _p: P, _payload: &[u8]) -> Handled {
-    None
+pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
+    let known = matches!(
+        p,
+        P::ConnectNumOfStoragePools
+            | P::ConnectListStoragePools
+            | P::ConnectNumOfDefinedStoragePools
+            | P::ConnectListDefinedStoragePools
+            | P::ConnectListAllStoragePools
+            | P::StoragePoolLookupByName
+            | P::StoragePoolLookupByUuid
+            | P::StoragePoolLookupByVolume
+            | P::StoragePoolDefineXml
+            | P::StoragePoolCreateXml
+            | P::StoragePoolCreate
+            | P::StoragePoolBuild
+            | P::StoragePoolDestroy
+            | P::StoragePoolDelete
+            | P::StoragePoolUndefine
+            | P::StoragePoolRefresh
+            | P::StoragePoolGetInfo
+            | P::StoragePoolGetXmlDesc
+            | P::StoragePoolIsActive
+            | P::StoragePoolIsPersistent
+            | P::StoragePoolGetAutostart
+            | P::StoragePoolSetAutostart
+            | P::StoragePoolNumOfVolumes
+            | P::StoragePoolListVolumes
+            | P::StoragePoolListAllVolumes
+            | P::StorageVolCreateXml
+            | P::StorageVolDelete
+            | P::StorageVolLookupByName
+            | P::StorageVolLookupByKey
+            | P::StorageVolLookupByPath
+            | P::StorageVolGetInfo
+            | P::StorageVolGetXmlDesc
+            | P::StorageVolGetPath
+    );
+    if !known {
+        return None;
+    }
+    Some(match s.conn() {
+        Ok(conn) => run(&conn, p, payload).await,
+        Err(e) => Err(e),
+    })
+}
+
+async fn run(conn: &Connection, p: P, payload: &[u8]) -> VirResult<Bytes> {
+    let names = |active: bool| -> Vec<String> {
+        conn.list_pools()
+            .into_iter()
+            .filter(|e| e.active == active)
+            .map(|e| e.name)
+            .collect()
+    };
+    match p {
+        P::ConnectNumOfStoragePools => ret(&IntRet {
+            value: names(true).len() as i32,
+        }),
+        P::ConnectNumOfDefinedStoragePools => ret(&IntRet {
+            value: names(false).len() as i32,
+        }),
+        P::ConnectListStoragePools => {
+            let a: MaxNamesArgs = args(payload)?;
+            ret(&NamesRet {
+                names: truncate(names(true), a.maxnames),
+            })
+        }
+        P::ConnectListDefinedStoragePools => {
+            let a: MaxNamesArgs = args(payload)?;
+            ret(&NamesRet {
+                names: truncate(names(false), a.maxnames),
+            })
+        }
+        P::ConnectListAllStoragePools => {
+            let a: ListAllArgs = args(payload)?;
+            // Pool-type bits (64 and up) are accepted but not filtered on.
+            let pools: Vec<NonnullStoragePool> = conn
+                .list_pools()
+                .into_iter()
+                .filter(|e| object_filter(a.flags & 63, e.active, e.persistent, e.autostart))
+                .map(|e| NonnullStoragePool {
+                    name: e.name,
+                    uuid: e.uuid,
+                })
+                .collect();
+            let count = pools.len() as u32;
+            ret(&ConnectListAllStoragePoolsRet {
+                pools: if a.need_results != 0 { pools } else { Vec::new() },
+                ret: count,
+            })
+        }
+        P::StoragePoolLookupByName => {
+            let a: NameArgs = args(payload)?;
+            ret(&StoragePoolRet {
+                pool: pool_ref(&conn.lookup_pool_by_name(&a.name)?),
+            })
+        }
+        P::StoragePoolLookupByUuid => {
+            let a: UuidArgs = args(payload)?;
+            ret(&StoragePoolRet {
+                pool: pool_ref(&conn.lookup_pool_by_uuid(&a.uuid)?),
+            })
+        }
+        P::StoragePoolLookupByVolume => {
+            let a: StorageVolArgs = args(payload)?;
+            ret(&StoragePoolRet {
+                pool: pool_ref(&conn.lookup_pool_by_name(&a.vol.pool)?),
+            })
+        }
+        P::StoragePoolDefineXml => {
+            let a: XmlFlagsArgs = args(payload)?;
+            ret(&StoragePoolRet {
+                pool: pool_ref(&conn.define_pool(&a.xml).await?),
+            })
+        }
+        P::StoragePoolCreateXml => {
+            let a: XmlFlagsArgs = args(payload)?;
+            ret(&StoragePoolRet {
+                pool: pool_ref(&conn.create_pool(&a.xml).await?),
+            })
+        }
+        P::StoragePoolCreate => {
+            let a: StoragePoolFlagsArgs = args(payload)?;
+            find(conn, &a.pool)?.start().await?;
+            void()
+        }
+        P::StoragePoolBuild => {
+            let a: StoragePoolFlagsArgs = args(payload)?;
+            find(conn, &a.pool)?.build().await?;
+            void()
+        }
+        P::StoragePoolDestroy => {
+            let a: StoragePoolArgs = args(payload)?;
+            find(conn, &a.pool)?.destroy().await?;
+            void()
+        }
+        P::StoragePoolDelete => {
+            let a: StoragePoolFlagsArgs = args(payload)?;
+            find(conn, &a.pool)?.delete().await?;
+            void()
+        }
+        P::StoragePoolUndefine => {
+            let a: StoragePoolArgs = args(payload)?;
+            find(conn, &a.pool)?.undefine().await?;
+            void()
+        }
+        P::StoragePoolRefresh => {
+            let a: StoragePoolFlagsArgs = args(payload)?;
+            find(conn, &a.pool)?.refresh().await?;
+            void()
+        }
+        P::StoragePoolGetInfo => {
+            let a: StoragePoolArgs = args(payload)?;
+            let i = find(conn, &a.pool)?.info().await?;
+            ret(&StoragePoolGetInfoRet {
+                state: i.state as u32,
+                capacity: i.capacity,
+                allocation: i.allocation,
+                available: i.available,
+            })
+        }
+        P::StoragePoolGetXmlDesc => {
+            let a: StoragePoolFlagsArgs = args(payload)?;
+            ret(&StringRet {
+                value: find(conn, &a.pool)?.xml(a.flags).await?,
+            })
+        }
+        P::StoragePoolIsActive => {
+            let a: StoragePoolArgs = args(payload)?;
+            ret(&IntRet {
+                value: find(conn, &a.pool)?.entry()?.active as i32,
+            })
+        }
+        P::StoragePoolIsPersistent => {
+            let a: StoragePoolArgs = args(payload)?;
+            ret(&IntRet {
+                value: find(conn, &a.pool)?.entry()?.persistent as i32,
+            })
+        }
+        P::StoragePoolGetAutostart => {
+            let a: StoragePoolArgs = args(payload)?;
+            ret(&IntRet {
+                value: find(conn, &a.pool)?.entry()?.autostart as i32,
+            })
+        }
+        P::StoragePoolSetAutostart => {
+            let a: StoragePoolAutostartArgs = args(payload)?;
+            find(conn, &a.pool)?.set_autostart(a.autostart != 0).await?;
+            void()
+        }
+        P::StoragePoolNumOfVolumes => {
+            let a: StoragePoolArgs = args(payload)?;
+            ret(&IntRet {
+                value: find(conn, &a.pool)?.volumes().await?.len() as i32,
+            })
+        }
+        P::StoragePoolListVolumes => {
+            let a: StoragePoolListVolumesArgs = args(payload)?;
+            let vols = find(conn, &a.pool)?.volumes().await?;
+            ret(&NamesRet {
+                names: truncate(vols.into_iter().map(|v| v.name).collect(), a.maxnames),
+            })
+        }
+        P::StoragePoolListAllVolumes => {
+            let a: StoragePoolListAllVolumesArgs = args(payload)?;
+            let pool = find(conn, &a.pool)?;
+            let vols: Vec<NonnullStorageVol> = pool
+                .volumes()
+                .await?
+                .iter()
+                .map(|v| vol_ref(pool.name(), v))
+                .collect();
+            let count = vols.len() as u32;
+            ret(&StoragePoolListAllVolumesRet {
+                vols: if a.need_results != 0 { vols } else { Vec::new() },
+                ret: count,
+            })
+        }
+        P::StorageVolCreateXml => {
+            let a: StorageVolCreateXmlArgs = args(payload)?;
+            let pool = find(conn, &a.pool)?;
+            let v = pool.create_volume(&a.xml).await?;
+            ret(&StorageVolRet {
+                vol: vol_ref(pool.name(), &v),
+            })
+        }
+        P::StorageVolDelete => {
+            let a: StorageVolFlagsArgs = args(payload)?;
+            let (pool, v) = find_vol(conn, &a.vol).await?;
+            pool.delete_volume(&v.name).await?;
+            void()
+        }
+        P::StorageVolLookupByName => {
+            let a: StorageVolLookupByNameArgs = args(payload)?;
+            let pool = find(conn, &a.pool)?;
+            let v = pool.lookup_volume(VolKey::Name(a.name)).await?;
+            ret(&StorageVolRet {
+                vol: vol_ref(pool.name(), &v),
+            })
+        }
+        P::StorageVolLookupByKey => {
+            let a: StorageVolLookupByKeyArgs = args(payload)?;
+            let what = format!("no storage vol with matching key {}", a.key);
+            let (pool, v) = search(conn, VolKey::Key(a.key), &what).await?;
+            ret(&StorageVolRet {
+                vol: vol_ref(pool.name(), &v),
+            })
+        }
+        P::StorageVolLookupByPath => {
+            let a: StorageVolLookupByPathArgs = args(payload)?;
+            let what = format!("no storage vol with matching path '{}'", a.path);
+            let (pool, v) = search(conn, VolKey::Path(a.path), &what).await?;
+            ret(&StorageVolRet {
+                vol: vol_ref(pool.name(), &v),
+            })
+        }
+        P::StorageVolGetInfo => {
+            let a: StorageVolArgs = args(payload)?;
+            let (_, v) = find_vol(conn, &a.vol).await?;
+            ret(&StorageVolGetInfoRet {
+                type_: v.kind,
+                capacity: v.capacity,
+                allocation: v.allocation,
+            })
+        }
+        P::StorageVolGetXmlDesc => {
+            let a: StorageVolFlagsArgs = args(payload)?;
+            let (pool, v) = find_vol(conn, &a.vol).await?;
+            ret(&StringRet {
+                value: pool.volume_xml(&v.name).await?,
+            })
+        }
+        P::StorageVolGetPath => {
+            let a: StorageVolArgs = args(payload)?;
+            let (_, v) = find_vol(conn, &a.vol).await?;
+            ret(&StringRet { value: v.path })
+        }
+        _ => Err(VirError::no_support(
+            vireo_messages::ErrorDomain::Storage,
+            &p.api_name(),
+        )),
+    }
 }
