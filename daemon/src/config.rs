@@ -9,7 +9,10 @@ use serde::Deserialize;
 
 /// Command-line flags of `vireod`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "vireod", about = "Vireo daemon speaking libvirt's remote protocol")]
+#[command(
+    name = "vireod",
+    about = "Vireo daemon speaking libvirt's remote protocol"
+)]
 pub struct Args {
     /// State directory (persistent state, and the sockets under DIR/run).
     #[arg(long)]
@@ -118,13 +121,28 @@ mod tests {
             "state_dir = \"/from/file\"\nlog_level = \"debug\"\nlisten_tcp = \"127.0.0.1:1\"\n",
         )
         .unwrap();
-        let args = Args::parse_from(["vireod", "--config", f.to_str().unwrap(), "--log-level", "warn"]);
+        let args = Args::parse_from([
+            "vireod",
+            "--config",
+            f.to_str().unwrap(),
+            "--log-level",
+            "warn",
+        ]);
         let c = Config::from_args(&args).unwrap();
         assert_eq!(c.state_dir, PathBuf::from("/from/file"));
         assert_eq!(c.log_level.as_deref(), Some("warn"));
         assert_eq!(c.listen_tcp, Some("127.0.0.1:1".parse().unwrap()));
-        let args = Args::parse_from(["vireod", "--config", f.to_str().unwrap(), "--state-dir", "/x"]);
-        assert_eq!(Config::from_args(&args).unwrap().state_dir, PathBuf::from("/x"));
+        let args = Args::parse_from([
+            "vireod",
+            "--config",
+            f.to_str().unwrap(),
+            "--state-dir",
+            "/x",
+        ]);
+        assert_eq!(
+            Config::from_args(&args).unwrap().state_dir,
+            PathBuf::from("/x")
+        );
     }
 
     #[test]
@@ -133,8 +151,14 @@ mod tests {
         let f = dir.path().join("v.toml");
         std::fs::write(&f, "bogus = 1\n").unwrap();
         let args = Args::parse_from(["vireod", "--config", f.to_str().unwrap()]);
-        assert!(matches!(Config::from_args(&args), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            Config::from_args(&args),
+            Err(ConfigError::Parse { .. })
+        ));
         let args = Args::parse_from(["vireod"]);
-        assert!(matches!(Config::from_args(&args), Err(ConfigError::NoStateDir)));
+        assert!(matches!(
+            Config::from_args(&args),
+            Err(ConfigError::NoStateDir)
+        ));
     }
 }

@@ -74,7 +74,8 @@ impl Paths {
 
 /// Takes the state directory's lock; held as long as the returned value lives.
 pub fn lock(state_dir: &Path, paths: &Paths) -> Result<Flock<File>, ServerError> {
-    std::fs::create_dir_all(&paths.run).map_err(io(format!("cannot create {}", paths.run.display())))?;
+    std::fs::create_dir_all(&paths.run)
+        .map_err(io(format!("cannot create {}", paths.run.display())))?;
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -120,7 +121,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServerE
         "vireod listening on {} and {}{}",
         paths.sock.display(),
         paths.sock_ro.display(),
-        cfg.listen_tcp.map(|a| format!(" and tcp {a}")).unwrap_or_default()
+        cfg.listen_tcp
+            .map(|a| format!(" and tcp {a}"))
+            .unwrap_or_default()
     );
 
     let sessions = TaskTracker::new();

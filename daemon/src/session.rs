@@ -63,14 +63,15 @@ impl Session {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .ok_or_else(|| {
-                VirError::internal(ErrorDomain::Rpc, "hypervisor connection not open")
-            })
+            .ok_or_else(|| VirError::internal(ErrorDomain::Rpc, "hypervisor connection not open"))
     }
 
     /// Whether CONNECT_OPEN has succeeded.
     pub fn is_open(&self) -> bool {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        self.conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// Installs (or, with `None`, drops) the connection.

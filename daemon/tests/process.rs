@@ -17,7 +17,10 @@ fn second_daemon_is_refused_and_sigterm_cleans_up() {
         if let Some(st) = second.try_wait().unwrap() {
             break st;
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "second vireod kept running");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "second vireod kept running"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(!status.success());
@@ -40,7 +43,11 @@ fn second_daemon_is_refused_and_sigterm_cleans_up() {
     };
     let t = std::time::Instant::now();
     while UnixStream::connect(d.sock()).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(20), "restart failed: {}", d.log());
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "restart failed: {}",
+            d.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(d2);

@@ -48,7 +48,11 @@ fn assert_closed(s: &mut UnixStream) {
 
 fn error_of(p: &Packet) -> RemoteError {
     assert_eq!(p.header.kind, MessageType::Reply);
-    assert_eq!(p.header.status, MessageStatus::Error, "expected an error reply");
+    assert_eq!(
+        p.header.status,
+        MessageStatus::Error,
+        "expected an error reply"
+    );
     p.decode_payload().unwrap()
 }
 
@@ -145,17 +149,37 @@ fn rpc_errors_as_libvirt_answers_them() {
         status: MessageStatus::Ok,
     };
     let r = call_raw(&mut s, &encode_packet(&h, &[]));
-    assert_eq!((r.header.prog, r.header.proc_, r.header.serial), (0x1234_5678, 1, 7));
+    assert_eq!(
+        (r.header.prog, r.header.proc_, r.header.serial),
+        (0x1234_5678, 1, 7)
+    );
     let e = error_of(&r);
     assert_eq!((e.code, e.domain), (39, 7));
-    assert_eq!(e.message.as_deref(), Some("Cannot find program 305419896 version 1"));
+    assert_eq!(
+        e.message.as_deref(),
+        Some("Cannot find program 305419896 version 1")
+    );
     // Unknown version of the REMOTE program.
-    let h = Header { prog: REMOTE_PROGRAM, vers: 2, serial: 8, ..h };
+    let h = Header {
+        prog: REMOTE_PROGRAM,
+        vers: 2,
+        serial: 8,
+        ..h
+    };
     let e = error_of(&call_raw(&mut s, &encode_packet(&h, &[])));
-    assert_eq!(e.message.as_deref(), Some("Cannot find program 536903814 version 2"));
+    assert_eq!(
+        e.message.as_deref(),
+        Some("Cannot find program 536903814 version 2")
+    );
     // Unknown procedure, and an event-only number.
     for (proc_, serial) in [(9999, 9), (318, 10), (-5, 11)] {
-        let h = Header { prog: REMOTE_PROGRAM, vers: 1, proc_, serial, ..h };
+        let h = Header {
+            prog: REMOTE_PROGRAM,
+            vers: 1,
+            proc_,
+            serial,
+            ..h
+        };
         let r = call_raw(&mut s, &encode_packet(&h, &[]));
         assert_eq!(r.header.serial, serial);
         let e = error_of(&r);
@@ -163,7 +187,10 @@ fn rpc_errors_as_libvirt_answers_them() {
         assert_eq!(e.message, Some(format!("unknown procedure: {proc_}")));
     }
     // Before CONNECT_OPEN.
-    let e = error_of(&call_raw(&mut s, &encode_call(RemoteProc::ConnectGetType, 12, &())));
+    let e = error_of(&call_raw(
+        &mut s,
+        &encode_call(RemoteProc::ConnectGetType, 12, &()),
+    ));
     assert_eq!((e.code, e.domain), (1, 7));
     assert_eq!(
         e.message.as_deref(),
@@ -178,7 +205,12 @@ fn rpc_errors_as_libvirt_answers_them() {
             &ConnectSupportsFeatureArgs { feature: 10 },
         ),
     );
-    assert_eq!(r.decode_payload::<ConnectSupportsFeatureRet>().unwrap().supported, 1);
+    assert_eq!(
+        r.decode_payload::<ConnectSupportsFeatureRet>()
+            .unwrap()
+            .supported,
+        1
+    );
     let r = call_raw(
         &mut s,
         &encode_call(
@@ -195,10 +227,16 @@ fn rpc_errors_as_libvirt_answers_them() {
         &encode_packet(&h, &[0, 0, 0, 1, 0x7f, 0xff, 0xff, 0xff, b'x']),
     ));
     assert_eq!((e.code, e.domain), (39, 7));
-    assert_eq!(e.message.as_deref(), Some("Unable to decode message payload"));
+    assert_eq!(
+        e.message.as_deref(),
+        Some("Unable to decode message payload")
+    );
     // Too short.
     let e = error_of(&call_raw(&mut s, &encode_packet(&h, &[0, 0])));
-    assert_eq!(e.message.as_deref(), Some("Unable to decode message payload"));
+    assert_eq!(
+        e.message.as_deref(),
+        Some("Unable to decode message payload")
+    );
     // Extra bytes after valid arguments are ignored.
     let mut body = vireo_wire::xdr::to_bytes(&ConnectOpenArgs {
         name: Some("test:///default".into()),
@@ -206,7 +244,10 @@ fn rpc_errors_as_libvirt_answers_them() {
     })
     .to_vec();
     body.extend_from_slice(b"garbage!");
-    let r = call_raw(&mut s, &encode_packet(&Header::call(RemoteProc::ConnectOpen, 16), &body));
+    let r = call_raw(
+        &mut s,
+        &encode_packet(&Header::call(RemoteProc::ConnectOpen, 16), &body),
+    );
     assert_eq!(r.header.status, MessageStatus::Ok);
     // A known procedure without an implementation: NO_SUPPORT so clients fall back.
     let e = error_of(&call_raw(
@@ -226,8 +267,11 @@ fn rpc_errors_as_libvirt_answers_them() {
         Some("this function is not supported by the connection driver: virDomainAttachDevice")
     );
     // A REPLY sent by the client is ignored; the next call still works.
-    s.write_all(&encode_packet(&Header::call(RemoteProc::AuthList, 18).reply(MessageStatus::Ok), &[]))
-        .unwrap();
+    s.write_all(&encode_packet(
+        &Header::call(RemoteProc::AuthList, 18).reply(MessageStatus::Ok),
+        &[],
+    ))
+    .unwrap();
     // PING gets a PONG.
     s.write_all(&packet::keepalive_ping()).unwrap();
     let r = read_packet(&mut s).unwrap();
@@ -235,10 +279,19 @@ fn rpc_errors_as_libvirt_answers_them() {
     // A missing domain.
     let r = call_raw(
         &mut s,
-        &encode_call(RemoteProc::DomainLookupByName, 19, &NameArgs { name: "nope".into() }),
+        &encode_call(
+            RemoteProc::DomainLookupByName,
+            19,
+            &NameArgs {
+                name: "nope".into(),
+            },
+        ),
     );
     let e = error_of(&r);
-    assert_eq!((e.code, e.domain, e.message.as_deref()), (42, 12, Some("Domain not found")));
+    assert_eq!(
+        (e.code, e.domain, e.message.as_deref()),
+        (42, 12, Some("Domain not found"))
+    );
     still_serves(&d);
 }
 
@@ -250,10 +303,16 @@ fn calls_run_concurrently_and_replies_carry_serials() {
     // Pipeline many calls without waiting, then collect the replies by serial.
     let mut frames = Vec::new();
     for serial in 10..60u32 {
-        let f = if serial % 2 == 0 {
+        let f = if serial.is_multiple_of(2) {
             encode_call(RemoteProc::ConnectGetType, serial, &())
         } else {
-            encode_call(RemoteProc::DomainLookupByName, serial, &NameArgs { name: "test".into() })
+            encode_call(
+                RemoteProc::DomainLookupByName,
+                serial,
+                &NameArgs {
+                    name: "test".into(),
+                },
+            )
         };
         frames.extend_from_slice(&f);
     }
@@ -262,7 +321,7 @@ fn calls_run_concurrently_and_replies_carry_serials() {
     for _ in 10..60 {
         let p = read_packet(&mut s).unwrap();
         assert_eq!(p.header.status, MessageStatus::Ok);
-        if p.header.serial % 2 == 0 {
+        if p.header.serial.is_multiple_of(2) {
             assert_eq!(p.header.proc_, RemoteProc::ConnectGetType as i32);
             assert_eq!(p.decode_payload::<StringRet>().unwrap().value, "TEST");
         } else {
@@ -284,20 +343,33 @@ fn read_only_connections_refuse_mutations() {
         &encode_call(
             RemoteProc::ConnectOpen,
             1,
-            &ConnectOpenArgs { name: Some("test:///default".into()), flags: 1 },
+            &ConnectOpenArgs {
+                name: Some("test:///default".into()),
+                flags: 1,
+            },
         ),
     );
     assert_eq!(r.header.status, MessageStatus::Ok);
     let dom = call_raw(
         &mut s,
-        &encode_call(RemoteProc::DomainLookupByName, 2, &NameArgs { name: "test".into() }),
+        &encode_call(
+            RemoteProc::DomainLookupByName,
+            2,
+            &NameArgs {
+                name: "test".into(),
+            },
+        ),
     )
     .decode_payload::<DomainRet>()
     .unwrap()
     .dom;
     let e = error_of(&call_raw(
         &mut s,
-        &encode_call(RemoteProc::DomainDestroy, 3, &DomainArgs { dom: dom.clone() }),
+        &encode_call(
+            RemoteProc::DomainDestroy,
+            3,
+            &DomainArgs { dom: dom.clone() },
+        ),
     ));
     assert_eq!((e.code, e.domain), (29, 20));
     assert_eq!(
@@ -306,7 +378,11 @@ fn read_only_connections_refuse_mutations() {
     );
     let e = error_of(&call_raw(
         &mut s,
-        &encode_call(RemoteProc::DomainGetXmlDesc, 4, &DomainFlagsArgs { dom, flags: 1 }),
+        &encode_call(
+            RemoteProc::DomainGetXmlDesc,
+            4,
+            &DomainFlagsArgs { dom, flags: 1 },
+        ),
     ));
     assert_eq!(e.code, 29);
 }

@@ -41,7 +41,10 @@ fn read_commands_match_libvirt() {
             "Security label: libvirt-test (enforcing)",
         ]
     );
-    assert_eq!(norm(&d.virsh_ok(&["domstate", "test", "--reason"])), "running (unknown)");
+    assert_eq!(
+        norm(&d.virsh_ok(&["domstate", "test", "--reason"])),
+        "running (unknown)"
+    );
     assert_eq!(norm(&d.virsh_ok(&["domstate", "test"])), "running");
     assert_eq!(norm(&d.virsh_ok(&["domid", "test"])), "1");
     assert_eq!(
@@ -68,13 +71,27 @@ fn read_commands_match_libvirt() {
     assert!(caps.trim_start().starts_with("<capabilities>"), "{caps}");
     assert!(caps.contains("<os_type>hvm</os_type>"), "{caps}");
     let xml = d.virsh_ok(&["dumpxml", "test"]);
-    assert!(xml.starts_with("<domain type='test' id='1'>\n  <name>test</name>"), "{xml}");
+    assert!(
+        xml.starts_with("<domain type='test' id='1'>\n  <name>test</name>"),
+        "{xml}"
+    );
     assert!(xml.contains("<uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid>"));
     let o = d.virsh(&["dominfo", "nosuch"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("error: failed to get domain 'nosuch'"), "{err}");
-    assert_eq!(norm(&d.virsh_ok(&["freecell", "--all"])).lines().last().unwrap().split_whitespace().collect::<Vec<_>>(), ["Total:", "6144", "KiB"]);
+    assert!(
+        err.contains("error: failed to get domain 'nosuch'"),
+        "{err}"
+    );
+    assert_eq!(
+        norm(&d.virsh_ok(&["freecell", "--all"]))
+            .lines()
+            .last()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["Total:", "6144", "KiB"]
+    );
 }
 
 struct Command;
@@ -117,17 +134,35 @@ fn define_start_destroy_undefine() {
         norm(&Command::list_all(&d)),
         " Id   Name   State\n-----------------------\n 1    test   running\n -    vm1    shut off"
     );
-    assert_eq!(norm(&d.virsh_ok(&["domstate", "vm1", "--reason"])), "shut off (unknown)");
+    assert_eq!(
+        norm(&d.virsh_ok(&["domstate", "vm1", "--reason"])),
+        "shut off (unknown)"
+    );
     assert_eq!(norm(&d.virsh_ok(&["domid", "vm1"])), "-");
     assert_eq!(norm(&d.virsh_ok(&["start", "vm1"])), "Domain 'vm1' started");
     assert_eq!(norm(&d.virsh_ok(&["domid", "vm1"])), "2");
-    assert_eq!(norm(&d.virsh_ok(&["domstate", "vm1", "--reason"])), "running (booted)");
+    assert_eq!(
+        norm(&d.virsh_ok(&["domstate", "vm1", "--reason"])),
+        "running (booted)"
+    );
     let o = d.virsh(&["start", "vm1"]);
     assert!(!o.status.success());
-    assert_eq!(norm(&d.virsh_ok(&["suspend", "vm1"])), "Domain 'vm1' suspended");
-    assert_eq!(norm(&d.virsh_ok(&["domstate", "vm1", "--reason"])), "paused (user)");
-    assert_eq!(norm(&d.virsh_ok(&["resume", "vm1"])), "Domain 'vm1' resumed");
-    assert_eq!(norm(&d.virsh_ok(&["domstate", "vm1", "--reason"])), "running (unpaused)");
+    assert_eq!(
+        norm(&d.virsh_ok(&["suspend", "vm1"])),
+        "Domain 'vm1' suspended"
+    );
+    assert_eq!(
+        norm(&d.virsh_ok(&["domstate", "vm1", "--reason"])),
+        "paused (user)"
+    );
+    assert_eq!(
+        norm(&d.virsh_ok(&["resume", "vm1"])),
+        "Domain 'vm1' resumed"
+    );
+    assert_eq!(
+        norm(&d.virsh_ok(&["domstate", "vm1", "--reason"])),
+        "running (unpaused)"
+    );
     let o = d.virsh(&["resume", "vm1"]);
     assert!(!o.status.success());
     assert!(
@@ -135,14 +170,26 @@ fn define_start_destroy_undefine() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(norm(&d.virsh_ok(&["autostart", "vm1"])), "Domain 'vm1' marked as autostarted");
-    assert!(d.virsh_ok(&["dominfo", "vm1"]).contains("Autostart:      enable"));
+    assert_eq!(
+        norm(&d.virsh_ok(&["autostart", "vm1"])),
+        "Domain 'vm1' marked as autostarted"
+    );
+    assert!(
+        d.virsh_ok(&["dominfo", "vm1"])
+            .contains("Autostart:      enable")
+    );
     assert_eq!(
         norm(&d.virsh_ok(&["autostart", "--disable", "vm1"])),
         "Domain 'vm1' unmarked as autostarted"
     );
-    assert_eq!(norm(&d.virsh_ok(&["destroy", "vm1"])), "Domain 'vm1' destroyed");
-    assert_eq!(norm(&d.virsh_ok(&["domstate", "vm1", "--reason"])), "shut off (destroyed)");
+    assert_eq!(
+        norm(&d.virsh_ok(&["destroy", "vm1"])),
+        "Domain 'vm1' destroyed"
+    );
+    assert_eq!(
+        norm(&d.virsh_ok(&["domstate", "vm1", "--reason"])),
+        "shut off (destroyed)"
+    );
     let o = d.virsh(&["destroy", "vm1"]);
     assert!(!o.status.success());
     assert!(
@@ -153,17 +200,35 @@ fn define_start_destroy_undefine() {
     );
     assert_eq!(norm(&d.virsh_ok(&["start", "vm1"])), "Domain 'vm1' started");
     assert_eq!(norm(&d.virsh_ok(&["domid", "vm1"])), "3");
-    assert_eq!(norm(&d.virsh_ok(&["shutdown", "vm1"])), "Domain 'vm1' is being shutdown");
-    assert_eq!(norm(&d.virsh_ok(&["domstate", "vm1", "--reason"])), "shut off (shutdown)");
-    assert_eq!(norm(&d.virsh_ok(&["undefine", "vm1"])), "Domain 'vm1' has been undefined");
+    assert_eq!(
+        norm(&d.virsh_ok(&["shutdown", "vm1"])),
+        "Domain 'vm1' is being shutdown"
+    );
+    assert_eq!(
+        norm(&d.virsh_ok(&["domstate", "vm1", "--reason"])),
+        "shut off (shutdown)"
+    );
+    assert_eq!(
+        norm(&d.virsh_ok(&["undefine", "vm1"])),
+        "Domain 'vm1' has been undefined"
+    );
     assert_eq!(
         norm(&Command::list_all(&d)),
         " Id   Name   State\n----------------------\n 1    test   running"
     );
     // A transient domain from a file.
-    assert_eq!(norm(&d.virsh_ok(&["create", f])), format!("Domain 'vm1' created from {f}"));
-    assert!(d.virsh_ok(&["dominfo", "vm1"]).contains("Persistent:     no"));
-    assert_eq!(norm(&d.virsh_ok(&["destroy", "vm1"])), "Domain 'vm1' destroyed");
+    assert_eq!(
+        norm(&d.virsh_ok(&["create", f])),
+        format!("Domain 'vm1' created from {f}")
+    );
+    assert!(
+        d.virsh_ok(&["dominfo", "vm1"])
+            .contains("Persistent:     no")
+    );
+    assert_eq!(
+        norm(&d.virsh_ok(&["destroy", "vm1"])),
+        "Domain 'vm1' destroyed"
+    );
     let o = d.virsh(&["domstate", "vm1"]);
     assert!(!o.status.success(), "a destroyed transient domain is gone");
 }
@@ -222,11 +287,26 @@ fn networks_pools_and_volumes() {
     )
     .unwrap();
     let n = net.to_str().unwrap();
-    assert_eq!(norm(&d.virsh_ok(&["net-define", n])), format!("Network n1 defined from {n}"));
-    assert_eq!(norm(&d.virsh_ok(&["net-start", "n1"])), "Network n1 started");
-    assert!(d.virsh_ok(&["net-list"]).contains(" n1        active   no          yes"));
-    assert_eq!(norm(&d.virsh_ok(&["net-destroy", "n1"])), "Network n1 destroyed");
-    assert_eq!(norm(&d.virsh_ok(&["net-undefine", "n1"])), "Network n1 has been undefined");
+    assert_eq!(
+        norm(&d.virsh_ok(&["net-define", n])),
+        format!("Network n1 defined from {n}")
+    );
+    assert_eq!(
+        norm(&d.virsh_ok(&["net-start", "n1"])),
+        "Network n1 started"
+    );
+    assert!(
+        d.virsh_ok(&["net-list"])
+            .contains(" n1        active   no          yes")
+    );
+    assert_eq!(
+        norm(&d.virsh_ok(&["net-destroy", "n1"])),
+        "Network n1 destroyed"
+    );
+    assert_eq!(
+        norm(&d.virsh_ok(&["net-undefine", "n1"])),
+        "Network n1 has been undefined"
+    );
     assert!(!d.virsh_ok(&["net-list", "--all"]).contains("n1"));
 
     let vol = d.state().join("v1.xml");
@@ -248,7 +328,10 @@ fn networks_pools_and_volumes() {
         norm(&d.virsh_ok(&["vol-path", "v1.img", "--pool", "default-pool"])),
         "/default-pool/v1.img"
     );
-    assert_eq!(norm(&d.virsh_ok(&["vol-key", "/default-pool/v1.img"])), "/default-pool/v1.img");
+    assert_eq!(
+        norm(&d.virsh_ok(&["vol-key", "/default-pool/v1.img"])),
+        "/default-pool/v1.img"
+    );
     let vi = d.virsh_ok(&["vol-info", "v1.img", "--pool", "default-pool"]);
     assert!(vi.contains("Capacity:       1.00 MiB"), "{vi}");
     assert_eq!(

@@ -51,7 +51,11 @@ pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
             void()
         }
         P::ConnectRegisterCloseCallback | P::ConnectUnregisterCloseCallback => void(),
-        P::ConnectGetType => s.conn().and_then(|c| ret(&StringRet { value: c.type_name().to_string() })),
+        P::ConnectGetType => s.conn().and_then(|c| {
+            ret(&StringRet {
+                value: c.type_name().to_string(),
+            })
+        }),
         P::ConnectGetVersion => ret(&UHyperRet {
             value: HYPERVISOR_VERSION,
         }),
@@ -63,9 +67,14 @@ pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
                 .unwrap_or_else(|| "localhost".into());
             ret(&StringRet { value: name })
         }
-        P::ConnectGetUri => s.conn().and_then(|c| ret(&StringRet { value: c.uri().to_string() })),
-        P::ConnectGetMaxVcpus => args::<ConnectGetMaxVcpusArgs>(payload)
-            .and_then(|_| ret(&IntRet { value: MAX_VCPUS })),
+        P::ConnectGetUri => s.conn().and_then(|c| {
+            ret(&StringRet {
+                value: c.uri().to_string(),
+            })
+        }),
+        P::ConnectGetMaxVcpus => {
+            args::<ConnectGetMaxVcpusArgs>(payload).and_then(|_| ret(&IntRet { value: MAX_VCPUS }))
+        }
         P::ConnectIsSecure => ret(&IntRet {
             value: s.listener.secure as i32,
         }),
@@ -76,7 +85,10 @@ pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
 async fn open(s: &Arc<Session>, payload: &[u8]) -> vireo_messages::VirResult<bytes::Bytes> {
     let a: ConnectOpenArgs = args(payload)?;
     if s.is_open() {
-        return Err(VirError::internal(ErrorDomain::Rpc, "connection already open"));
+        return Err(VirError::internal(
+            ErrorDomain::Rpc,
+            "connection already open",
+        ));
     }
     if a.flags & !3 != 0 {
         return Err(VirError::unsupported_flags(

@@ -42,7 +42,11 @@ fn truncate<T>(mut v: Vec<T>, max: i32) -> Vec<T> {
 
 fn check_flags(conn: &Connection, flags: u32, allowed: u32, func: &str) -> VirResult<()> {
     if flags & !allowed != 0 {
-        return Err(VirError::unsupported_flags(conn.error_domain(), flags & !allowed, func));
+        return Err(VirError::unsupported_flags(
+            conn.error_domain(),
+            flags & !allowed,
+            func,
+        ));
     }
     Ok(())
 }
@@ -127,7 +131,11 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
         }),
         P::ConnectListDomains => {
             let a: MaxNamesArgs = args(payload)?;
-            let ids = conn.list_domain_ids().into_iter().map(|i| i as i32).collect();
+            let ids = conn
+                .list_domain_ids()
+                .into_iter()
+                .map(|i| i as i32)
+                .collect();
             ret(&IdsRet {
                 ids: truncate(ids, a.maxnames),
             })

@@ -73,13 +73,25 @@ pub async fn call(s: &Arc<Session>, h: Header, payload: Bytes) -> Bytes {
         .catch_unwind()
         .await
         .unwrap_or_else(|_| {
-            tracing::error!(session = s.id, proc_ = h.proc_, "a procedure handler panicked");
-            Err(VirError::internal(ErrorDomain::Rpc, "the procedure failed unexpectedly"))
+            tracing::error!(
+                session = s.id,
+                proc_ = h.proc_,
+                "a procedure handler panicked"
+            );
+            Err(VirError::internal(
+                ErrorDomain::Rpc,
+                "the procedure failed unexpectedly",
+            ))
         });
     match result {
         Ok(body) => encode_packet(&h.reply(MessageStatus::Ok), &body),
         Err(e) => {
-            tracing::debug!(session = s.id, proc_ = h.proc_, "error reply: {}", e.message);
+            tracing::debug!(
+                session = s.id,
+                proc_ = h.proc_,
+                "error reply: {}",
+                e.message
+            );
             encode_error_reply(&h, &RemoteError::from(&e))
         }
     }
@@ -95,7 +107,10 @@ async fn dispatch(s: &Arc<Session>, h: &Header, payload: &[u8]) -> VirResult<Byt
             RemoteProc::AuthList | RemoteProc::ConnectOpen | RemoteProc::ConnectSupportsFeature
         )
     {
-        return Err(VirError::internal(ErrorDomain::Rpc, "hypervisor connection not open"));
+        return Err(VirError::internal(
+            ErrorDomain::Rpc,
+            "hypervisor connection not open",
+        ));
     }
     if s.read_only() && !p.is_readonly_safe() {
         return Err(VirError::operation_denied(

@@ -133,7 +133,11 @@ async fn run(conn: &Connection, p: P, payload: &[u8]) -> VirResult<Bytes> {
                 .collect();
             let count = nets.len() as u32;
             ret(&ConnectListAllNetworksRet {
-                nets: if a.need_results != 0 { nets } else { Vec::new() },
+                nets: if a.need_results != 0 {
+                    nets
+                } else {
+                    Vec::new()
+                },
                 ret: count,
             })
         }

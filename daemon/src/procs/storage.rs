@@ -35,7 +35,10 @@ fn find(conn: &Connection, r: &NonnullStoragePool) -> VirResult<Pool> {
         VirError::with(
             ErrorCode::NoStoragePool,
             conn.error_domain(),
-            format!("no storage pool with matching uuid '{}' ({})", r.uuid, r.name),
+            format!(
+                "no storage pool with matching uuid '{}' ({})",
+                r.uuid, r.name
+            ),
         )
     })
 }
@@ -58,7 +61,11 @@ async fn search(conn: &Connection, key: VolKey, what: &str) -> VirResult<(Pool, 
             return Ok((pool, v));
         }
     }
-    Err(VirError::with(ErrorCode::NoStorageVol, conn.error_domain(), what.to_string()))
+    Err(VirError::with(
+        ErrorCode::NoStorageVol,
+        conn.error_domain(),
+        what.to_string(),
+    ))
 }
 
 fn truncate(mut v: Vec<String>, max: i32) -> Vec<String> {
@@ -154,7 +161,11 @@ async fn run(conn: &Connection, p: P, payload: &[u8]) -> VirResult<Bytes> {
                 .collect();
             let count = pools.len() as u32;
             ret(&ConnectListAllStoragePoolsRet {
-                pools: if a.need_results != 0 { pools } else { Vec::new() },
+                pools: if a.need_results != 0 {
+                    pools
+                } else {
+                    Vec::new()
+                },
                 ret: count,
             })
         }
@@ -281,7 +292,11 @@ async fn run(conn: &Connection, p: P, payload: &[u8]) -> VirResult<Bytes> {
                 .collect();
             let count = vols.len() as u32;
             ret(&StoragePoolListAllVolumesRet {
-                vols: if a.need_results != 0 { vols } else { Vec::new() },
+                vols: if a.need_results != 0 {
+                    vols
+                } else {
+                    Vec::new()
+                },
                 ret: count,
             })
         }

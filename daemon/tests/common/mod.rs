@@ -16,7 +16,10 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start() -> Daemon {
-        let dir = tempfile::Builder::new().prefix("vireod").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("vireod")
+            .tempdir_in("/tmp")
+            .unwrap();
         let child = spawn(dir.path());
         let d = Daemon { child, dir };
         d.wait_ready();
