@@ -12,7 +12,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                <os><type>hvm</type></os></domain>";
     let dom = conn.define_domain(xml).await?;
     dom.start(false).await?;
-    println!("demo is {:?} with id {:?}", dom.info().await?.state.state, dom.id());
+    println!(
+        "demo is {:?} with id {:?}",
+        dom.info().await?.state.state,
+        dom.id()
+    );
     dom.destroy(false).await?;
     dom.undefine(0).await?;
 
@@ -20,7 +24,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Some(Delivery::Event(e)) = events.recv().await
             && let Some(l) = e.event.kind.as_lifecycle()
         {
-            println!("#{} {} {:?} (detail {})", e.seq, e.event.object.name, l.event, l.detail);
+            println!(
+                "#{} {} {:?} (detail {})",
+                e.seq, e.event.object.name, l.event, l.detail
+            );
         }
     }
     host.shutdown().await;

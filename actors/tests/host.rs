@@ -55,7 +55,10 @@ async fn default_state_matches_libvirt_test_driver() {
     let pi = pool.info().await.unwrap();
     assert_eq!((pi.state, pi.capacity, pi.allocation), (2, 107374182400, 0));
     assert!(
-        pool.xml(0).await.unwrap().contains("  <source>\n  </source>\n"),
+        pool.xml(0)
+            .await
+            .unwrap()
+            .contains("  <source>\n  </source>\n"),
         "libvirt writes an empty pool source as an open/close pair"
     );
 

@@ -224,7 +224,9 @@ impl DomainEvent {
             DomainEvent::RtcChange { .. } => 2,
             DomainEvent::Watchdog { .. } => 3,
             DomainEvent::IoError { reason: None, .. } => 4,
-            DomainEvent::IoError { reason: Some(_), .. } => 6,
+            DomainEvent::IoError {
+                reason: Some(_), ..
+            } => 6,
             DomainEvent::ControlError => 7,
             DomainEvent::TrayChange { .. } => 10,
             DomainEvent::PmWakeup { .. } => 11,
@@ -305,7 +307,10 @@ mod tests {
 
     #[test]
     fn ids() {
-        assert_eq!(EventKind::lifecycle(DomainEventKind::Stopped, 1).event_id(), 0);
+        assert_eq!(
+            EventKind::lifecycle(DomainEventKind::Stopped, 1).event_id(),
+            0
+        );
         assert_eq!(EventKind::Domain(DomainEvent::Reboot).event_id(), 1);
         assert_eq!(EventKind::PoolRefresh.event_id(), 1);
         assert_eq!(
