@@ -5,6 +5,7 @@
 //! - [`hypervisor`]: the [`hypervisor::Hypervisor`] and [`hypervisor::Guest`] traits a
 //!   domain actor drives, and the events a guest reports by itself;
 //! - [`test`]: libvirt's `test` hypervisor (guests that exist only in memory);
+//! - [`qemu`]: libvirt's `qemu` hypervisor: QEMU processes over QMP;
 //! - [`fake`]: a scriptable hypervisor for tests (gates to hold an operation, injected
 //!   failures and guest events);
 //! - [`testdata`]: the test driver's default node, objects and custom-file loader;
@@ -13,6 +14,7 @@
 
 pub mod fake;
 pub mod hypervisor;
+pub mod qemu;
 pub mod store;
 pub mod test;
 pub mod testdata;

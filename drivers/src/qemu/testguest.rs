@@ -1,0 +1,1 @@
+//! Placeholder: being written (see the module list in `qemu/mod.rs`).
