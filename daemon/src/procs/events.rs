@@ -92,7 +92,7 @@ fn register(s: &Arc<Session>, reg: Registration) -> VirResult<i32> {
                             frames_for(&stamped.event, &regs)
                         };
                         for f in frames {
-                            if out.send(f).is_err() {
+                            if out.send(f.into()).is_err() {
                                 return;
                             }
                         }
