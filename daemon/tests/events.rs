@@ -244,3 +244,53 @@ print('OK')
     );
     python(&d, &script);
 }
+
+#[test]
+fn python_node_device_and_secret_events() {
+    if !have_python_libvirt() {
+        return;
+    }
+    let d = Daemon::start();
+    let script = format!(
+        "{PY_PRELUDE}{}",
+        r#"
+c = libvirt.open(uri)
+got = []
+def dev_cb(conn, dev, event, detail, opaque):
+    got.append(('dev', dev.name(), event))
+def sec_cb(conn, sec, event, detail, opaque):
+    got.append(('sec', sec.UUIDString(), event))
+def val_cb(conn, sec, opaque):
+    got.append(('val', sec.UUIDString()))
+c.nodeDeviceEventRegisterAny(None, libvirt.VIR_NODE_DEVICE_EVENT_ID_LIFECYCLE, dev_cb, None)
+c.secretEventRegisterAny(None, libvirt.VIR_SECRET_EVENT_ID_LIFECYCLE, sec_cb, None)
+c.secretEventRegisterAny(None, libvirt.VIR_SECRET_EVENT_ID_VALUE_CHANGED, val_cb, None)
+c2 = libvirt.open(uri)
+assert sorted(x.name() for x in c2.listAllDevices(0)) == ['computer', 'scsi_host1', 'scsi_host11', 'scsi_host2']
+assert c2.nodeDeviceLookupByName('scsi_host11').parent() == 'scsi_host1'
+assert c2.nodeDeviceLookupByName('scsi_host1').listCaps() == ['scsi_host']
+dev = c2.nodeDeviceCreateXML("""<device><parent>scsi_host2</parent><capability type='scsi_host'>
+<capability type='fc_host'><wwnn>2001001b32a9da4e</wwnn><wwpn>2101001b32a9da4e</wwpn></capability>
+</capability></device>""", 0)
+assert dev.name() == 'scsi_host12'
+dev.destroy()
+u = '0a81f5b2-8403-7b23-c8d6-21ccc2f80d6f'
+s = c2.secretDefineXML("<secret ephemeral='yes' private='no'><uuid>%s</uuid><usage type='volume'><volume>/v.img</volume></usage></secret>" % u)
+assert s.usageType() == libvirt.VIR_SECRET_USAGE_TYPE_VOLUME and s.usageID() == '/v.img'
+assert c2.secretLookupByUsage(libvirt.VIR_SECRET_USAGE_TYPE_VOLUME, '/v.img').UUIDString() == u
+s.setValue(b'\x00\x01binary')
+assert s.value() == b'\x00\x01binary'
+assert c2.listSecrets() == [u] and c2.numOfSecrets() == 1
+assert [x.UUIDString() for x in c2.listAllSecrets(libvirt.VIR_CONNECT_LIST_SECRETS_EPHEMERAL)] == [u]
+assert c2.listAllSecrets(libvirt.VIR_CONNECT_LIST_SECRETS_NO_EPHEMERAL) == []
+s.undefine()
+exp = [('dev', 'scsi_host12', 0), ('dev', 'scsi_host12', 1), ('sec', u, 0), ('val', u), ('sec', u, 1)]
+deadline = time.time() + 15
+while time.time() < deadline and len(got) < len(exp):
+    time.sleep(0.05)
+assert got == exp, got
+print('OK')
+"#
+    );
+    python(&d, &script);
+}
