@@ -154,6 +154,12 @@ impl Connection {
         &self.drv.secrets
     }
 
+    /// The directory for this instance's own files (its store's definitions root,
+    /// e.g. `STATE/test`); `None` for in-memory instances.
+    pub fn state_dir(&self) -> Option<&std::path::Path> {
+        self.ctx().store.as_ref().map(|s| s.config_root())
+    }
+
     /// The URI this connection serves.
     pub fn uri(&self) -> &str {
         &self.ctx().uri

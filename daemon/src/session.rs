@@ -29,8 +29,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use std::collections::HashMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,6 +59,35 @@ impl From<Bytes> for Outgoing {
     fn from(frame: Bytes) -> Outgoing {
         Outgoing { frame, slot: None }
     }
+}
+
+impl Outgoing {
+    /// A frame that holds `slot` until it has been written (stream flow control).
+    pub fn with_slot(frame: Bytes, slot: OwnedSemaphorePermit) -> Outgoing {
+        Outgoing {
+            frame,
+            slot: Some(slot),
+        }
+    }
+}
+
+/// A STREAM packet from the client for an open stream, with the in-flight slot it
+/// holds until the stream has consumed it (so a slow consumer throttles the reader).
+pub struct StreamIn {
+    /// The packet (type STREAM or STREAM_HOLE, status CONTINUE/OK/ERROR).
+    pub packet: Packet,
+    /// Released when dropped.
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// What a stream procedure gets when it opens its stream.
+pub struct StreamIo {
+    /// The client's packets for this stream, in order; closed with the connection.
+    pub rx: mpsc::UnboundedReceiver<StreamIn>,
+    /// Fires once the call's REPLY is queued, so stream data goes out after it.
+    pub replied: oneshot::Receiver<()>,
+    /// The writer, for stream packets (an [`Outgoing`] may carry a flow-control slot).
+    pub out: mpsc::UnboundedSender<Outgoing>,
 }
 
 /// The keepalive bookkeeping (libvirt's `intervalStart` and `countToDeath`).
@@ -94,6 +125,8 @@ pub struct Session {
     limits: Limits,
     keepalive: Mutex<Keepalive>,
     keepalive_start: Notify,
+    streams: Mutex<HashMap<u32, mpsc::UnboundedSender<StreamIn>>>,
+    reply_hooks: Mutex<HashMap<u32, oneshot::Sender<()>>>,
 }
 
 impl Session {
@@ -143,6 +176,53 @@ impl Session {
         if !k.started && self.limits.keepalive_interval > 0 {
             k.started = true;
             self.keepalive_start.notify_one();
+        }
+    }
+
+    /// Opens the stream of the call with serial `serial`: the client's STREAM packets
+    /// with that serial are routed to the returned receiver until [`Session::close_stream`].
+    pub fn open_stream(&self, serial: u32) -> StreamIo {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (hook, replied) = oneshot::channel();
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(serial, tx);
+        self.reply_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(serial, hook);
+        StreamIo {
+            rx,
+            replied,
+            out: self.out.clone(),
+        }
+    }
+
+    /// Forgets a stream: later packets with its serial are dropped (as libvirt does).
+    pub fn close_stream(&self, serial: u32) {
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&serial);
+    }
+
+    fn route_stream(&self, packet: Packet, slot: OwnedSemaphorePermit) {
+        let serial = packet.header.serial;
+        let tx = self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&serial)
+            .cloned();
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(StreamIn { packet, slot });
+            }
+            None => debug!(
+                session = self.id,
+                serial, "stream packet for no open stream dropped"
+            ),
         }
     }
 
@@ -282,6 +362,8 @@ pub async fn run<S>(
             count_to_death: limits.keepalive_count,
         }),
         keepalive_start: Notify::new(),
+        streams: Mutex::new(HashMap::new()),
+        reply_hooks: Mutex::new(HashMap::new()),
     });
     let pinger = tokio::spawn(keepalive_loop(session.clone(), dead.clone()));
     let slots = Arc::new(Semaphore::new(limits.max_client_requests.max(1)));
@@ -335,6 +417,12 @@ pub async fn run<S>(
     }
     procs::events::stop(&session);
     session.set_conn(None, false);
+    // Open streams see their channel close and give up.
+    session
+        .streams
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
     dead.cancel();
     let _ = pinger.await;
     drop(session);
@@ -368,7 +456,11 @@ fn handle_packet(
             }
             return;
         }
-        // Replies, stream packets and holes from a client are ignored (no streams yet).
+        MessageType::Stream | MessageType::StreamHole if h.prog == REMOTE_PROGRAM => {
+            session.route_stream(packet, slot);
+            return;
+        }
+        // Replies (and stream packets of other programs) from a client are ignored.
         _ => return,
     }
     if h.prog != REMOTE_PROGRAM || h.vers != PROTOCOL_VERSION {
@@ -383,6 +475,15 @@ fn handle_packet(
             frame,
             slot: Some(slot),
         });
+        // A stream procedure waits for its REPLY to be queued before sending data.
+        let hook = s
+            .reply_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&h.serial);
+        if let Some(hook) = hook {
+            let _ = hook.send(());
+        }
     });
 }
 
