@@ -234,9 +234,11 @@ impl Session {
     }
 }
 
-/// Pings a silent client and cancels `dead` when it stopped answering.
-async fn keepalive_loop(s: Arc<Session>, dead: CancellationToken) {
+/// Pings a silent client and cancels `dead` when it stopped answering; ends when
+/// `done` (the session is over) or `dead` is cancelled.
+async fn keepalive_loop(s: Arc<Session>, dead: CancellationToken, done: CancellationToken) {
     tokio::select! {
+        _ = done.cancelled() => return,
         _ = dead.cancelled() => return,
         _ = s.keepalive_start.notified() => {}
     }
@@ -249,6 +251,7 @@ async fn keepalive_loop(s: Arc<Session>, dead: CancellationToken) {
             .interval_start
             + interval;
         tokio::select! {
+            _ = done.cancelled() => return,
             _ = dead.cancelled() => return,
             _ = tokio::time::sleep_until(due) => {}
         }
@@ -365,7 +368,9 @@ pub async fn run<S>(
         streams: Mutex::new(HashMap::new()),
         reply_hooks: Mutex::new(HashMap::new()),
     });
-    let pinger = tokio::spawn(keepalive_loop(session.clone(), dead.clone()));
+    // Cancelled when the session is over, to stop the pinger.
+    let done = CancellationToken::new();
+    let pinger = tokio::spawn(keepalive_loop(session.clone(), dead.clone(), done.clone()));
     let slots = Arc::new(Semaphore::new(limits.max_client_requests.max(1)));
     let mut warned = false;
     let calls = TaskTracker::new();
@@ -423,7 +428,7 @@ pub async fn run<S>(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clear();
-    dead.cancel();
+    done.cancel();
     let _ = pinger.await;
     drop(session);
     let _ = writer.await;
