@@ -370,8 +370,32 @@ pub fn verify_pid(pid: u32, qmp_socket: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
-    let needle = qmp_socket.as_os_str().as_encoded_bytes();
-    !needle.is_empty() && cmdline.windows(needle.len()).any(|w| w == needle)
+    let raw = qmp_socket.as_os_str().as_encoded_bytes();
+    if raw.is_empty() {
+        return false;
+    }
+    // QEMU option syntax doubles commas inside values (`path=a,,b`).
+    let escaped: Vec<u8> = raw
+        .iter()
+        .flat_map(|&b| if b == b',' { vec![b',', b','] } else { vec![b] })
+        .collect();
+    [raw, &escaped[..]]
+        .iter()
+        .any(|needle| cmdline.windows(needle.len()).any(|w| w == *needle))
+}
+
+/// Sends `signal` to `pid` only if it is still the QEMU serving `qmp_socket`
+/// ([`verify_pid`]); returns whether it was sent. A process that vanished meanwhile is
+/// not an error.
+pub fn signal_verified(pid: u32, qmp_socket: &Path, signal: Signal) -> Result<bool, ProcessError> {
+    if !verify_pid(pid, qmp_socket) {
+        return Ok(false);
+    }
+    match kill(Pid::from_raw(pid as i32), signal) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::ESRCH) => Ok(false),
+        Err(errno) => Err(ProcessError::Signal { signal, pid, errno }),
+    }
 }
 
 #[cfg(test)]

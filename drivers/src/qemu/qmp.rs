@@ -163,6 +163,15 @@ impl Qmp {
         let _ = rx.wait_for(|c| *c).await;
     }
 
+    /// A future that resolves once the stream has ended, without keeping the
+    /// connection open (unlike a clone of this handle).
+    pub fn closed_owned(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.conn.shared.closed.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
+    }
+
     /// Runs `cmd` with optional `args` and returns its `return` value.
     pub async fn execute(&self, cmd: &str, args: Option<Value>) -> Result<Value, QmpError> {
         self.run(cmd, args, None).await
