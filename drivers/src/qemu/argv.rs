@@ -443,7 +443,7 @@ fn cpu_args(def: &DomainDef) -> VirResult<Option<String>> {
     };
     for e in cpu.elements() {
         match e.name.as_str() {
-            "model" | "feature" | "topology" | "vendor" => {}
+            "model" | "feature" | "topology" => {}
             other => return Err(element_unsupported(&format!("cpu/{other}"))),
         }
     }
@@ -563,6 +563,8 @@ struct Builder<'a> {
     /// Controllers emitted so far.
     has_usb_controller: bool,
     has_sata_controller: bool,
+    /// virtio-serial port numbers taken.
+    vserial_ports: Vec<u64>,
     device_args: Vec<String>,
 }
 
@@ -604,6 +606,7 @@ impl<'a> Builder<'a> {
             scsi_controllers: Vec::new(),
             has_usb_controller: false,
             has_sata_controller: false,
+            vserial_ports: Vec::new(),
             device_args: Vec::new(),
         })
     }
@@ -723,11 +726,14 @@ impl<'a> Builder<'a> {
             "tcg"
         };
         self.pair("-accel", accel);
-        if let Some(mut cpu) = cpu_args(def)? {
-            if let Some(p) = feature("pmu") {
-                let on = yes(p.attr("state")).unwrap_or(true);
-                let _ = write!(cpu, ",pmu={}", if on { "on" } else { "off" });
-            }
+        let mut cpu = cpu_args(def)?;
+        if let Some(p) = feature("pmu") {
+            let on = yes(p.attr("state")).unwrap_or(true);
+            // A CPU property needs a model to hang on; QEMU's default is qemu64.
+            let cpu = cpu.get_or_insert_with(|| "qemu64".to_string());
+            let _ = write!(cpu, ",pmu={}", if on { "on" } else { "off" });
+        }
+        if let Some(cpu) = cpu {
             self.pair("-cpu", cpu);
         }
         self.pair("-m", format!("size={}k", def.memory_kib()));
@@ -846,6 +852,15 @@ impl<'a> Builder<'a> {
         }
         for (i, n) in devices.children_named("interface").enumerate() {
             self.interface(n, i)?;
+        }
+        // Ports channels ask for explicitly are not handed out automatically.
+        for c in devices.children_named("channel") {
+            if let Some(a) = c.child("address")
+                && a.attr("type") == Some("virtio-serial")
+                && let Some(p) = attr_num(a, "port")
+            {
+                self.vserial_ports.push(p);
+            }
         }
         self.serials_and_consoles(devices)?;
         self.channels(devices)?;
@@ -1153,6 +1168,11 @@ impl<'a> Builder<'a> {
             if cache.is_some() {
                 o = o.v("cache", cache_obj());
             }
+            match driver.and_then(|d| d.attr("io")) {
+                None => {}
+                Some(io @ ("native" | "threads" | "io_uring")) => o = o.s("aio", io),
+                Some(other) => return Err(value_unsupported("disk io mode", other)),
+            }
             self.dev("-blockdev", o.render());
             let mut o = Obj::new()
                 .s("node-name", fmt.clone())
@@ -1160,6 +1180,14 @@ impl<'a> Builder<'a> {
                 .s("driver", format);
             if cache.is_some() {
                 o = o.v("cache", cache_obj());
+            }
+            if driver.and_then(|d| d.attr("discard")) == Some("unmap") {
+                o = o.s("discard", "unmap");
+            }
+            match driver.and_then(|d| d.attr("detect_zeroes")) {
+                None | Some("off") => {}
+                Some(z @ ("on" | "unmap")) => o = o.s("detect-zeroes", z),
+                Some(other) => return Err(value_unsupported("detect_zeroes mode", other)),
             }
             o = o.s("file", storage);
             self.dev("-blockdev", o.render());
@@ -1427,7 +1455,6 @@ impl<'a> Builder<'a> {
             self.serial(s, i)?;
             emitted += 1;
         }
-        let mut virtio_consoles = 0usize;
         for (ci, c) in devices.children_named("console").enumerate() {
             let ttype = c.path_attr(&["target"], "type").unwrap_or("serial");
             match ttype {
@@ -1450,20 +1477,34 @@ impl<'a> Builder<'a> {
                     let id = format!("charconsole{ci}");
                     self.chardev(c, &id, &format!("console{ci}.sock"))?;
                     let bus = self.ensure_virtio_serial();
+                    let nr = self.next_vserial_port(None, 0);
                     self.device(
                         Obj::new()
                             .s("driver", "virtconsole")
                             .s("bus", format!("virtio-serial{bus}.0"))
-                            .n("nr", virtio_consoles as u64)
+                            .n("nr", nr)
                             .s("chardev", id)
                             .s("id", format!("console{ci}")),
                     );
-                    virtio_consoles += 1;
                 }
                 other => return Err(value_unsupported("console target type", other)),
             }
         }
         Ok(())
+    }
+
+    /// A virtio-serial port number: the one asked for, else the lowest free one
+    /// (port 0 is where QEMU expects a console, so channels start at 1).
+    fn next_vserial_port(&mut self, wanted: Option<u64>, min: u64) -> u64 {
+        let port = wanted.unwrap_or_else(|| {
+            let mut p = min;
+            while self.vserial_ports.contains(&p) {
+                p += 1;
+            }
+            p
+        });
+        self.vserial_ports.push(port);
+        port
     }
 
     fn ensure_virtio_serial(&mut self) -> usize {
@@ -1515,7 +1556,6 @@ impl<'a> Builder<'a> {
     }
 
     fn channels(&mut self, devices: &Element) -> VirResult<()> {
-        let mut nr = 1u64;
         for (i, c) in devices.children_named("channel").enumerate() {
             let target = c.child("target");
             if target.and_then(|t| t.attr("type")) != Some("virtio") {
@@ -1531,6 +1571,11 @@ impl<'a> Builder<'a> {
                 .unwrap_or_else(|| format!("channel{i}.sock"));
             self.chardev(c, &id, &sock)?;
             let bus = self.ensure_virtio_serial();
+            let wanted = c
+                .child("address")
+                .filter(|a| a.attr("type") == Some("virtio-serial"))
+                .and_then(|a| attr_num(a, "port"));
+            let nr = self.next_vserial_port(wanted, 1);
             self.device(
                 Obj::new()
                     .s("driver", "virtserialport")
@@ -1540,7 +1585,6 @@ impl<'a> Builder<'a> {
                     .s("id", format!("channel{i}"))
                     .opt_s("name", name),
             );
-            nr += 1;
         }
         Ok(())
     }
