@@ -59,6 +59,8 @@ const MONITOR_TIMEOUT: Duration = Duration::from_secs(30);
 const REATTACH_MONITOR_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a graceful destroy waits after SIGTERM before giving up (libvirt: 10 s).
 const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a start waits for QEMU to exit once its monitor closed during the start.
+const LOST_MONITOR_EXIT_WAIT: Duration = Duration::from_secs(3);
 /// Unix socket paths are limited to 107 bytes plus the NUL.
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -221,25 +223,40 @@ impl QemuHypervisor {
                 return Err(start_error(&name, e));
             }
         };
+        // Errors carry whether the monitor was lost (QEMU likely exiting).
         let connected = async {
             let stream = proc
                 .connect_monitor(MONITOR_TIMEOUT)
                 .await
-                .map_err(|e| start_error(&name, e))?;
+                .map_err(|e| (start_error(&name, e), false))?;
+            let lost = |e: &QmpError| matches!(e, QmpError::Disconnected | QmpError::Io(_));
             let (qmp, events) = Qmp::handshake(stream)
                 .await
-                .map_err(|e| qmp_error("cannot negotiate QMP", e))?;
+                .map_err(|e| (lost(&e), e))
+                .map_err(|(l, e)| (qmp_error("cannot negotiate QMP", e), l))?;
             if !opts.paused {
                 qmp.execute("cont", None)
                     .await
-                    .map_err(|e| qmp_error("cannot start the vCPUs", e))?;
+                    .map_err(|e| (lost(&e), e))
+                    .map_err(|(l, e)| (qmp_error("cannot start the vCPUs", e), l))?;
             }
-            Ok::<_, VirError>((qmp, events))
+            Ok::<_, (VirError, bool)>((qmp, events))
         }
         .await;
         let (qmp, events) = match connected {
             Ok(v) => v,
-            Err(e) => {
+            Err((mut e, lost)) => {
+                // QEMU can fail after its monitor is up (a later -chardev or -drive):
+                // the monitor then closes. Quote its exit and log as for an early exit.
+                if lost && let Ok(Some(st)) = proc.wait_timeout(LOST_MONITOR_EXIT_WAIT).await {
+                    e = start_error(
+                        &name,
+                        ProcessError::ExitedEarly {
+                            status: process::describe_status(st),
+                            log_tail: proc.log_tail(process::LOG_TAIL_LINES),
+                        },
+                    );
+                }
                 let _ = proc.kill();
                 let _ = proc.wait().await;
                 let _ = std::fs::remove_dir_all(&domain_dir);

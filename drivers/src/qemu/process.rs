@@ -24,7 +24,7 @@ use nix::unistd::Pid;
 use tokio::net::UnixStream;
 
 /// How many lines of QEMU's log a start error quotes.
-const LOG_TAIL_LINES: usize = 6;
+pub const LOG_TAIL_LINES: usize = 6;
 
 /// What can go wrong spawning or watching QEMU.
 #[derive(Debug, thiserror::Error)]
@@ -496,7 +496,12 @@ mod tests {
         let pgrp: u32 = after.split(' ').nth(2).unwrap().parse().unwrap();
         assert_eq!(pgrp, pid);
 
-        assert!(verify_pid(pid, &sock));
+        // Right after fork the child still shows our command line, until it execs.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !verify_pid(pid, &sock) {
+            assert!(std::time::Instant::now() < deadline, "child never exec'd");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert!(!verify_pid(pid, &dir.path().join("other.sock")));
         assert!(QemuProcess::adopt(pid, &dir.path().join("other.sock"), &log).is_none());
         let mut adopted = QemuProcess::adopt(pid, &sock, &log).unwrap();
