@@ -768,3 +768,114 @@ impl Guest for QemuGuest {
         self.record.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// The event mapping, against a scripted monitor and a stand-in process that
+    /// ignores its closed monitor (so the pump must kill it before reporting the exit).
+    #[tokio::test]
+    async fn pump_maps_and_filters_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("qmp.sock");
+        let domain_dir = dir.path().join("dom");
+        std::fs::create_dir_all(&domain_dir).unwrap();
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let script = [
+            json!({"event": "RTC_CHANGE", "data": {"offset": 42}}),
+            json!({"event": "STOP"}),
+            json!({"event": "RESUME"}),
+            json!({"event": "POWERDOWN"}),
+            json!({"event": "GUEST_PANICKED", "data": {"action": "pause"}}),
+            json!({"event": "STOP"}),
+            json!({"event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-panic"}}),
+            json!({"event": "RESUME"}),
+            json!({"event": "RESET", "data": {"guest": true, "reason": "guest-reset"}}),
+            json!({"event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-reset"}}),
+            json!({"event": "SHUTDOWN", "data": {"guest": false, "reason": "host-signal"}}),
+            json!({"event": "STOP"}),
+        ];
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let (r, mut w) = s.into_split();
+            let mut r = BufReader::new(r);
+            w.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n")
+                .await
+                .unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).await.unwrap();
+            let cmd: Value = serde_json::from_str(&line).unwrap();
+            let reply = json!({"return": {}, "id": cmd["id"]});
+            w.write_all(format!("{reply}\n").as_bytes()).await.unwrap();
+            for mut ev in script {
+                ev["timestamp"] = json!({"seconds": 1, "microseconds": 2});
+                w.write_all(format!("{ev}\n").as_bytes()).await.unwrap();
+            }
+            // The monitor closes; the stand-in process lives on.
+        });
+        let proc = QemuProcess::spawn(
+            Path::new("python3"),
+            &[
+                "-c".into(),
+                "import time; time.sleep(30)".into(),
+                format!("path={}", sock.display()),
+            ],
+            &sock,
+            &dir.path().join("log"),
+        )
+        .unwrap();
+        let pid = proc.pid();
+        let stream = tokio::net::UnixStream::connect(&sock).await.unwrap();
+        let (qmp, events) = Qmp::handshake(stream).await.unwrap();
+        let mut cfg = QemuConfig::new(dir.path().join("run"), dir.path().join("logs"));
+        cfg.destroy_grace = Duration::from_millis(200);
+        let hv = QemuHypervisor::new(cfg);
+        // Wait until the stand-in has exec'd, so its command line names the socket.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !process::verify_pid(pid, &sock) {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut s = hv.attach(
+            proc,
+            qmp,
+            events,
+            json!({}),
+            domain_dir.clone(),
+            false,
+            0,
+            Vec::new(),
+        );
+        let mut got = Vec::new();
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(5), s.events.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            let last = matches!(ev, GuestEvent::Exited { .. });
+            got.push(ev);
+            if last {
+                break;
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                GuestEvent::RtcChange { offset: 42 },
+                GuestEvent::Stopped,
+                GuestEvent::Resumed,
+                GuestEvent::Panicked,
+                GuestEvent::Resumed,
+                GuestEvent::Reset,
+                GuestEvent::Reset,
+                GuestEvent::Shutdown { by_guest: false },
+                GuestEvent::Exited { crashed: false },
+            ]
+        );
+        assert!(process::pid_gone(pid), "the stand-in was not killed");
+        assert!(!domain_dir.exists());
+        server.await.unwrap();
+    }
+}

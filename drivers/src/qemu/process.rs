@@ -230,10 +230,10 @@ impl QemuProcess {
     /// The last `n` non-empty lines QEMU wrote during this run, joined by newlines.
     pub fn log_tail(&self, n: usize) -> String {
         let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            if f.seek(SeekFrom::Start(self.log_offset)).is_ok() {
-                let _ = f.read_to_string(&mut text);
-            }
+        if let Ok(mut f) = std::fs::File::open(&self.log)
+            && f.seek(SeekFrom::Start(self.log_offset)).is_ok()
+        {
+            let _ = f.read_to_string(&mut text);
         }
         let lines: Vec<&str> = text
             .lines()
