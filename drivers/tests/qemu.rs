@@ -130,6 +130,28 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    /// A failed test must not leave its guests running (they outlive their "daemon" by
+    /// design): kill every process whose command line names this test's directory.
+    fn drop(&mut self) {
+        let Ok(out) = std::process::Command::new("pgrep")
+            .arg("-f")
+            .arg(self.dir.path())
+            .output()
+        else {
+            return;
+        };
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
 fn unique(name: &str) -> String {
     format!("vq-{}-{name}", std::process::id())
 }
