@@ -99,8 +99,10 @@ impl NodeInfo {
     /// which is what `virsh nodeinfo` needs; a field that cannot be read keeps the
     /// test driver's default.
     pub fn from_host() -> NodeInfo {
-        let mut n = NodeInfo::default();
-        n.model = std::env::consts::ARCH.to_string();
+        let mut n = NodeInfo {
+            model: std::env::consts::ARCH.to_string(),
+            ..NodeInfo::default()
+        };
         if let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") {
             n.memory_kib = parse_meminfo_total(&meminfo).unwrap_or(n.memory_kib);
         }
