@@ -138,6 +138,12 @@ impl Obj {
             None => self,
         }
     }
+    fn get_str(&self, k: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(key, _)| *key == k)
+            .and_then(|(_, v)| v.as_str().map(str::to_string))
+    }
     fn render(&self) -> String {
         let mut out = String::from("{");
         for (i, (k, v)) in self.0.iter().enumerate() {
@@ -283,7 +289,7 @@ fn emulator_of(def: &DomainDef) -> Option<String> {
 /// Rejects a machine type the emulator does not know, with libvirt's error.
 pub fn check_machine(def: &DomainDef, supported: &[String]) -> VirResult<()> {
     let machine = machine_name(def);
-    if supported.iter().any(|s| *s == machine) {
+    if supported.contains(&machine) {
         return Ok(());
     }
     let emulator = emulator_of(def).unwrap_or_else(|| DEFAULT_EMULATOR.to_string());
@@ -377,10 +383,12 @@ pub fn validate(def: &DomainDef) -> VirResult<()> {
         }
     }
     cpu_args(def)?;
+    smp(def)?;
     clock_args(def)?;
     check_boot(def)?;
     let ctx = dummy_ctx();
     let mut b = Builder::new(def, &ctx)?;
+    b.pm()?;
     b.devices()?;
     Ok(())
 }
@@ -563,6 +571,8 @@ struct Builder<'a> {
     /// Controllers emitted so far.
     has_usb_controller: bool,
     has_sata_controller: bool,
+    /// Names of the disks' QEMU objects, in `<disk>` order.
+    disk_aliases: Vec<DiskAlias>,
     /// virtio-serial port numbers taken.
     vserial_ports: Vec<u64>,
     device_args: Vec<String>,
@@ -607,6 +617,7 @@ impl<'a> Builder<'a> {
             has_usb_controller: false,
             has_sata_controller: false,
             vserial_ports: Vec::new(),
+            disk_aliases: Vec::new(),
             device_args: Vec::new(),
         })
     }
@@ -1202,6 +1213,7 @@ impl<'a> Builder<'a> {
         );
         let drive = path.as_ref().map(|_| fmt.clone());
         let has_drive = drive.is_some();
+        let drive_for_alias = drive.clone();
         let serial = e.child_text("serial");
         let share = e.child("shareable").is_some();
         let addr = e
@@ -1307,6 +1319,12 @@ impl<'a> Builder<'a> {
             o = o.s("write-cache", if write_cache { "on" } else { "off" });
         }
         o = o.opt_s("serial", serial).opt_n("bootindex", boot);
+        self.disk_aliases.push(DiskAlias {
+            target,
+            device_id: o.get_str("id").unwrap_or_default(),
+            storage_node: path.as_ref().map(|_| format!("libvirt-{node}-storage")),
+            format_node: drive_for_alias,
+        });
         self.device(o);
         Ok(())
     }
@@ -1782,6 +1800,33 @@ fn smp(def: &DomainDef) -> VirResult<String> {
     Ok(s)
 }
 
+/// The QEMU names of one `<disk>`, for QMP commands after start (`query-block`,
+/// `block_resize`, `blockdev-change-medium`, `eject`, block jobs, statistics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskAlias {
+    /// `<target dev>` (`vda`, `hdc`, ...).
+    pub target: String,
+    /// The `-device` id (libvirt's alias: `virtio-disk0`, `ide0-1-0`, `sata0-0-2`,
+    /// `scsi0-0-0-1`); QMP's `qdev`/`id` for the disk.
+    pub device_id: String,
+    /// The protocol (`file`/`host_device`/`host_cdrom`) node, `libvirt-N-storage`;
+    /// `None` for an empty CD-ROM.
+    pub storage_node: Option<String>,
+    /// The format (`raw`/`qcow2`) node the device is attached to, `libvirt-N-format`
+    /// with N the disk's 1-based position among `<disk>` elements; `None` for an empty
+    /// CD-ROM.
+    pub format_node: Option<String>,
+}
+
+/// The QEMU names [`build_command`] gives each disk, in `<disk>` order.
+pub fn disk_aliases(def: &DomainDef) -> VirResult<Vec<DiskAlias>> {
+    validate(def)?;
+    let ctx = dummy_ctx();
+    let mut b = Builder::new(def, &ctx)?;
+    b.devices()?;
+    Ok(b.disk_aliases)
+}
+
 /// Builds the QEMU command line for a domain (after [`validate`]).
 pub fn build_command(def: &DomainDef, ctx: &LaunchContext) -> VirResult<QemuCommand> {
     validate(def)?;
@@ -1813,8 +1858,60 @@ pub fn preflight(def: &DomainDef) -> VirResult<()> {
                 &e,
             ));
         }
+        // Follow a qcow2 backing chain the way QEMU will open it.
+        let mut current = PathBuf::from(&path);
+        for _ in 0..MAX_BACKING_DEPTH {
+            let Some(backing) = qcow2_backing(&current) else {
+                break;
+            };
+            let resolved = match current.parent() {
+                Some(dir) if backing.is_relative() => dir.join(&backing),
+                _ => backing,
+            };
+            if let Err(e) = std::fs::File::open(&resolved) {
+                return Err(VirError::system(
+                    ErrorDomain::Storage,
+                    format!(
+                        "Cannot access backing file '{}' of storage file '{path}' (as uid:{uid}, gid:{gid})",
+                        resolved.display()
+                    ),
+                    &e,
+                ));
+            }
+            current = resolved;
+        }
     }
     Ok(())
+}
+
+/// How deep [`preflight`] follows backing chains (libvirt's limit is 200).
+const MAX_BACKING_DEPTH: usize = 200;
+
+/// The backing file name recorded in a qcow2 header, if the file is qcow2 and has one
+/// (header: magic `QFI\xfb`, backing_file_offset u64 BE at 8, backing_file_size u32 BE
+/// at 16).
+fn qcow2_backing(path: &Path) -> Option<PathBuf> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut h = [0u8; 20];
+    f.read_exact(&mut h).ok()?;
+    if h[..4] != *b"QFI\xfb" {
+        return None;
+    }
+    let offset = u64::from_be_bytes(h[8..16].try_into().ok()?);
+    let size = u32::from_be_bytes(h[16..20].try_into().ok()?);
+    if offset == 0 || size == 0 || size > 1023 {
+        return None;
+    }
+    f.seek(SeekFrom::Start(offset)).ok()?;
+    let mut name = vec![0u8; size as usize];
+    f.read_exact(&mut name).ok()?;
+    let name = String::from_utf8(name).ok()?;
+    // "json:{...}" and protocol URLs are not files we can check.
+    if name.starts_with("json:") || name.contains("://") {
+        return None;
+    }
+    Some(PathBuf::from(name))
 }
 
 fn process_ids() -> (u32, u32) {
@@ -2045,7 +2142,7 @@ mod tests {
     }
 
     #[test]
-    fn preflight_reports_missing_and_unreadable_disks() {
+    fn preflight_reports_missing_disks_and_backing_files() {
         let dir = tempfile::tempdir().unwrap();
         let present = dir.path().join("present.img");
         std::fs::write(&present, [0u8; 512]).unwrap();
@@ -2059,6 +2156,46 @@ mod tests {
             )
         };
         preflight(&def_of(&xml(&present))).unwrap();
+        // A qcow2 overlay whose backing file went away.
+        let base = dir.path().join("base.qcow2");
+        let overlay = dir.path().join("overlay.qcow2");
+        let img = |args: &[&str]| {
+            let ok = Command::new("qemu-img")
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            assert!(
+                ok || std::env::var("CI").as_deref() != Ok("true"),
+                "qemu-img failed"
+            );
+            ok
+        };
+        if img(&["create", "-q", "-f", "qcow2", base.to_str().unwrap(), "1M"])
+            && img(&[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-b",
+                "base.qcow2",
+                "-F",
+                "qcow2",
+                overlay.to_str().unwrap(),
+            ])
+        {
+            preflight(&def_of(&xml(&overlay))).unwrap();
+            std::fs::remove_file(&base).unwrap();
+            let e = preflight(&def_of(&xml(&overlay))).unwrap_err();
+            let (uid, gid) = process_ids();
+            assert_eq!(
+                e.message,
+                format!(
+                    "Cannot access backing file '{}' of storage file '{}' (as uid:{uid}, gid:{gid}): No such file or directory",
+                    base.display(),
+                    overlay.display()
+                )
+            );
+        }
         let e = preflight(&def_of(&xml(&missing))).unwrap_err();
         assert_eq!(
             (e.code, e.domain),
@@ -2073,6 +2210,253 @@ mod tests {
                 missing.display()
             )
         );
+    }
+
+    /// Everything we do not translate is refused with code 67 naming what it is.
+    #[test]
+    fn rejections_name_what_is_unsupported() {
+        let top = |extra: &str, devices: &str| {
+            format!(
+                "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'><name>r</name><memory>65536</memory>\
+                 <os><type arch='x86_64' machine='pc'>hvm</type></os>{extra}<devices>{devices}</devices></domain>"
+            )
+        };
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "<maxMemory slots='16'>1048576</maxMemory>",
+                "",
+                "element 'maxMemory'",
+            ),
+            (
+                "<vcpus><vcpu id='0' enabled='yes'/></vcpus>",
+                "",
+                "element 'vcpus'",
+            ),
+            ("<iothreads>1</iothreads>", "", "element 'iothreads'"),
+            (
+                "<cputune><shares>10</shares></cputune>",
+                "",
+                "element 'cputune'",
+            ),
+            ("<sysinfo type='smbios'/>", "", "element 'sysinfo'"),
+            ("<x:y xmlns:x='urn:x'/>", "", "element 'x:y'"),
+            (
+                "<qemu:commandline><qemu:env name='A' value='b'/></qemu:commandline>",
+                "",
+                "element 'qemu:env'",
+            ),
+            (
+                "<clock offset='variable' adjustment='10'/>",
+                "",
+                "clock offset 'variable'",
+            ),
+            (
+                "<clock offset='utc'><timer name='kvmclock' present='no'/></clock>",
+                "",
+                "timer 'kvmclock'",
+            ),
+            (
+                "<cpu mode='custom'><model>qemu64</model><numa><cell id='0' cpus='0' memory='65536'/></numa></cpu>",
+                "",
+                "element 'cpu/numa'",
+            ),
+            (
+                "<cpu mode='custom'><topology sockets='2' cores='1' threads='1'/></cpu>",
+                "",
+                "CPU topology doesn't match maximum vcpu count",
+            ),
+            (
+                "<pm><suspend-to-ram/></pm>",
+                "",
+                "element 'pm/suspend-to-ram'",
+            ),
+            (
+                "",
+                "<watchdog model='i6300esb' action='reset'/>",
+                "device 'watchdog'",
+            ),
+            ("", "<tpm model='tpm-crb'/>", "device 'tpm'"),
+            (
+                "",
+                "<disk type='file' device='floppy'><source file='/f.img'/><target dev='fda' bus='fdc'/></disk>",
+                "disk device 'floppy'",
+            ),
+            (
+                "",
+                "<disk type='file'><source file='/a.img'/><target dev='sda' bus='usb'/></disk>",
+                "disk bus 'usb'",
+            ),
+            (
+                "",
+                "<disk type='volume'><source pool='p' volume='v'/><target dev='vda'/></disk>",
+                "disk type 'volume'",
+            ),
+            (
+                "",
+                "<disk type='file'><source file='/a.img'/><target dev='vda'/><iotune><total_bytes_sec>1</total_bytes_sec></iotune></disk>",
+                "element 'disk/iotune'",
+            ),
+            (
+                "",
+                "<disk type='file'><driver name='qemu' cache='bogus'/><source file='/a.img'/><target dev='vda'/></disk>",
+                "disk cache mode 'bogus'",
+            ),
+            (
+                "",
+                "<interface type='user'><model type='ne2k_pci'/></interface>",
+                "interface model 'ne2k_pci'",
+            ),
+            (
+                "",
+                "<interface type='user'><filterref filter='clean-traffic'/></interface>",
+                "element 'interface/filterref'",
+            ),
+            (
+                "",
+                "<interface type='direct'><source dev='eth0' mode='bridge'/></interface>",
+                "interface type 'direct'",
+            ),
+            (
+                "",
+                "<serial type='pipe'><source path='/p'/></serial>",
+                "character device type 'pipe'",
+            ),
+            (
+                "",
+                "<serial type='pty'><target type='pci-serial'/></serial>",
+                "serial target type 'pci-serial'",
+            ),
+            ("", "<serial type='file'/>", "needs a source path"),
+            (
+                "",
+                "<channel type='spicevmc'><target type='virtio' name='com.redhat.spice.0'/></channel>",
+                "character device type 'spicevmc'",
+            ),
+            (
+                "",
+                "<channel type='unix'><target type='guestfwd' address='10.0.2.1' port='4600'/></channel>",
+                "channel target type 'guestfwd'",
+            ),
+            (
+                "",
+                "<console type='pty'><target type='sclp'/></console>",
+                "console target type 'sclp'",
+            ),
+            (
+                "",
+                "<input type='tablet' bus='xen'/>",
+                "input device 'tablet on bus xen'",
+            ),
+            (
+                "",
+                "<graphics type='vnc'/><graphics type='vnc'/>",
+                "only one graphics device",
+            ),
+            (
+                "",
+                "<graphics type='vnc' port='5800' autoport='no'/>",
+                "VNC port 5800 is below 5900",
+            ),
+            (
+                "",
+                "<video><model type='qxl'/></video>",
+                "video model 'qxl'",
+            ),
+            ("", "<memballoon model='xen'/>", "memballoon model 'xen'"),
+            (
+                "",
+                "<rng model='virtio'><backend model='egd' type='tcp'/></rng>",
+                "rng backend model 'egd'",
+            ),
+            ("", "<panic model='hyperv'/>", "panic model 'hyperv'"),
+            (
+                "",
+                "<controller type='ccid' index='0'/>",
+                "controller type 'ccid'",
+            ),
+            (
+                "",
+                "<controller type='scsi' model='lsilogic'/>",
+                "SCSI controller model 'lsilogic'",
+            ),
+            (
+                "",
+                "<controller type='usb' model='ich9-ehci1'/>",
+                "USB controller model 'ich9-ehci1'",
+            ),
+            (
+                "",
+                "<controller type='usb' model='none'/><input type='tablet' bus='usb'/>",
+                "needs a USB controller",
+            ),
+            (
+                "",
+                "<controller type='pci' index='1' model='pcie-root-port'/>",
+                "PCI controller model 'pcie-root-port'",
+            ),
+        ];
+        for (extra, devices, want) in cases {
+            let xml = top(extra, devices);
+            let def = match DomainDef::parse(&xml) {
+                Ok(d) => d,
+                Err(e) => panic!("{xml}: {}", e.message),
+            };
+            let e = validate(&def).expect_err(&xml);
+            assert_eq!(e.code, ErrorCode::ConfigUnsupported, "{xml}: {}", e.message);
+            assert!(
+                e.message.starts_with("unsupported configuration: "),
+                "{}",
+                e.message
+            );
+            assert!(
+                e.message.contains(want),
+                "{xml}\n  got: {}\n want: {want}",
+                e.message
+            );
+            assert_eq!(
+                build_command(&def, &fixed_ctx("r")).unwrap_err().message,
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn disk_aliases_match_the_argv() {
+        let xml = std::fs::read_to_string(data_dir().join("disk-block-ide-cdrom.xml")).unwrap();
+        let def = def_of(&xml);
+        let aliases = disk_aliases(&def).unwrap();
+        let ids: Vec<_> = aliases
+            .iter()
+            .map(|a| (a.target.as_str(), a.device_id.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("hda", "ide0-0-0"),
+                ("hdb", "ide0-0-1"),
+                ("hdc", "ide0-1-0"),
+                ("hdd", "ide0-1-1")
+            ]
+        );
+        assert_eq!(aliases[2].format_node, None);
+        assert_eq!(aliases[3].format_node.as_deref(), Some("libvirt-4-format"));
+        assert_eq!(
+            aliases[3].storage_node.as_deref(),
+            Some("libvirt-4-storage")
+        );
+        let args = build_command(&def, &fixed_ctx("x")).unwrap().args;
+        for a in &aliases {
+            assert!(
+                args.iter()
+                    .any(|x| x.contains(&format!("\"id\":\"{}\"", a.device_id)))
+            );
+            if let Some(f) = &a.format_node {
+                assert!(
+                    args.iter()
+                        .any(|x| x.contains(&format!("\"drive\":\"{f}\"")))
+                );
+            }
+        }
     }
 
     #[test]
