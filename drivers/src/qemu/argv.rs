@@ -2,23 +2,50 @@
 //!
 //! Why a module of its own: the translation is pure (no processes, no sockets), so it is
 //! tested the way libvirt tests its own (`qemuxml2argv`): domain XMLs next to the argv
-//! we expect (`drivers/testdata/qemuxml2argv/*.xml` + `*.args`). Everything we do not
-//! translate is rejected by [`validate`] with `VIR_ERR_CONFIG_UNSUPPORTED` naming the
-//! element, instead of being dropped silently; host-dependent checks (disk images that
-//! must exist, machine types the emulator knows) are separate ([`preflight`],
-//! [`check_machine`]) so the pure part stays testable anywhere.
+//! we expect (`drivers/testdata/qemuxml2argv/*.xml` + `*.args`, or `*.err` for the
+//! expected error). Everything we do not translate is rejected by [`validate`] with
+//! `VIR_ERR_CONFIG_UNSUPPORTED` naming the element, instead of being dropped silently;
+//! host-dependent checks (disk images that must exist, machine types the emulator
+//! knows) are separate ([`preflight`], [`check_machine`]) so the pure part stays
+//! testable anywhere.
 //!
-//! The argv follows what libvirt 9/10 passes where that is cheap (JSON `-device` and
-//! `-blockdev`, `-chardev` + `-mon` for QMP, device ids such as `virtio-disk0`,
-//! `net0`, `serial0`), with these choices of ours:
-//! - always `-S` (the daemon resumes with QMP `cont`) and `-no-shutdown`, so a guest
-//!   poweroff leaves QEMU paused in state `shutdown` and the daemon applies
-//!   `on_poweroff`; `on_reboot='destroy'` adds `-no-reboot` (a guest reset then arrives
-//!   as `SHUTDOWN` with reason `guest-reset`, and QEMU stays); a `<panic>` device adds
-//!   `-action panic=pause` (the daemon applies `on_crash` on `GUEST_PANICKED`);
-//! - no explicit PCI addresses unless the XML gives `<address type='pci'>`;
-//! - under KVM with no `<cpu>`, `-cpu qemu64,-pni` (see [`DEFAULT_KVM_CPU`]).
-
+//! The argv follows what libvirt 9/10 passes where that is cheap (JSON `-device`,
+//! `-blockdev`, `-netdev` and `-object`; `-chardev` + `-mon` for QMP; libvirt's device
+//! ids: `virtio-disk0`, `ide0-1-0`, `sata0-0-2`, `scsi0-0-0-1`, `net0`/`hostnet0`,
+//! `serial0`/`charserial0`, `console1`/`charconsole1`, `channel0`/`charchannel0`,
+//! `balloon0`, `video0`, `input0`, `rng0`, `usb`, `pci.N`), with these choices:
+//! - always `-S` (the daemon resumes with QMP `cont`) and `-no-shutdown` (= `-action
+//!   shutdown=pause`), so a guest poweroff leaves QEMU paused in status `shutdown` and
+//!   the daemon applies `on_poweroff`. `on_reboot='destroy'` adds `-no-reboot` (= `-action
+//!   reboot=shutdown`): a guest reset then arrives as `SHUTDOWN` with reason
+//!   `guest-reset` and, because of `-no-shutdown`, QEMU stays paused. A `<panic>` device
+//!   adds `-action panic=pause`: `GUEST_PANICKED` with action `pause`, status
+//!   `guest-panicked`, the daemon applies `on_crash`. Nothing else about lifecycle
+//!   actions is in the argv;
+//! - `<currentMemory>` below `<memory>` is not in the argv: the daemon sets the balloon
+//!   target with QMP `balloon` after start (as libvirt does); a missing `<memballoon>`
+//!   means a virtio balloon (libvirt adds one on define), `model='none'` means none;
+//! - no explicit PCI addresses unless the XML gives `<address type='pci'>`; no USB
+//!   controller unless one is declared or a USB input needs it;
+//! - features: without `<acpi/>` the machine gets `acpi=off` (so ACPI poweroff and
+//!   `system_powerdown` do nothing); `<apic/>` and `<pae/>` need no argv;
+//! - CPU: no `<cpu>` → nothing under TCG, [`DEFAULT_KVM_CPU`] under KVM;
+//!   `host-passthrough` → `-cpu host` (KVM only; refused under TCG like libvirt);
+//!   `host-model` → `-cpu host` under KVM, `-cpu max` under TCG (libvirt expands a named
+//!   model instead); `maximum` → `-cpu max`; custom → `-cpu MODEL,feat=on|off`. On the
+//!   nested-PVM KVM of our build hosts `-cpu host`/`max` abort QEMU at start;
+//! - default models when the XML names none: NIC `rtl8139`, video `cirrus` (added when
+//!   there is `<graphics>`), SCSI controller `virtio-scsi` (libvirt: `lsilogic`),
+//!   USB controller `piix3-usb-uhci` (pc) / `qemu-xhci` (q35), machine `pc`;
+//! - VNC with autoport → `-vnc ADDR:0,to=99` (QEMU picks the first free display; ask
+//!   `query-vnc` for the port); `passwd` → `password=on`, the daemon must send
+//!   `set_password`; default listen `127.0.0.1`;
+//! - `bridge`/`ethernet` interfaces need `<target dev>`: QEMU opens (or creates) that
+//!   tap with `script=no`; attaching it to the bridge and bringing it up is the
+//!   caller's job. `network` interfaces must be resolved to a bridge before this;
+//! - unix character devices without a path get `DOMAIN_DIR/serialN.sock`,
+//!   `consoleN.sock`, or the channel's target name; pty paths are learnt with QMP
+//!   `query-chardev` (ids above).
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -884,8 +911,8 @@ impl<'a> Builder<'a> {
         let has_graphics = devices.child("graphics").is_some();
         let mut videos = devices.children_named("video").peekable();
         if videos.peek().is_none() && has_graphics {
-            // libvirt adds a default video device to guests with graphics.
-            self.device(Obj::new().s("driver", "VGA").s("id", "video0"));
+            // libvirt adds a default video device (cirrus on x86) to guests with graphics.
+            self.device(Obj::new().s("driver", "cirrus-vga").s("id", "video0"));
         }
         for (i, v) in devices.children_named("video").enumerate() {
             self.video(v, i)?;
@@ -1690,7 +1717,7 @@ impl<'a> Builder<'a> {
     }
 
     fn video(&mut self, v: &Element, i: usize) -> VirResult<()> {
-        let model = v.path_attr(&["model"], "type").unwrap_or("vga");
+        let model = v.path_attr(&["model"], "type").unwrap_or("cirrus");
         let driver = match model {
             "none" => return Ok(()),
             "vga" => "VGA",
@@ -2581,6 +2608,13 @@ mod tests {
         let def = def_of(&xml);
         preflight(&def).unwrap();
         let cmd = build_command(&def, &ctx).unwrap();
+        let err = expect_paused(name, &cmd, &ctx.qmp_socket, "\"prelaunch\"");
+        assert!(!err.contains("warning"), "{name}: QEMU warned: {err}");
+    }
+
+    /// Runs `cmd`, checks over QMP that QEMU is paused in `status` (a JSON string
+    /// literal), quits it, and returns what it printed on stderr.
+    fn expect_paused(name: &str, cmd: &QemuCommand, qmp: &Path, status: &str) -> String {
         let child = Command::new(&cmd.program)
             .args(&cmd.args)
             .stdin(Stdio::null())
@@ -2591,14 +2625,13 @@ mod tests {
         let mut run = Running { child };
         let deadline = Instant::now() + Duration::from_secs(4);
         let stream = loop {
-            if let Ok(s) = UnixStream::connect(&ctx.qmp_socket) {
+            if let Ok(s) = UnixStream::connect(qmp) {
                 break s;
             }
-            if let Ok(Some(status)) = run.child.try_wait() {
-                let mut err = String::new();
-                let _ = std::io::Read::read_to_string(run.child.stderr.as_mut().unwrap(), &mut err);
+            if let Ok(Some(st)) = run.child.try_wait() {
                 panic!(
-                    "{name}: QEMU exited ({status}): {err}\nargv: {}",
+                    "{name}: QEMU exited ({st}): {}\nargv: {}",
+                    stderr_of(&mut run),
                     cmd.display()
                 );
             }
@@ -2619,7 +2652,7 @@ mod tests {
         );
         for (cmd_json, want) in [
             ("{\"execute\":\"qmp_capabilities\"}", "\"return\""),
-            ("{\"execute\":\"query-status\"}", "\"prelaunch\""),
+            ("{\"execute\":\"query-status\"}", status),
             ("{\"execute\":\"quit\"}", "\"return\""),
         ] {
             writeln!(w, "{cmd_json}").unwrap();
@@ -2632,10 +2665,92 @@ mod tests {
             };
             assert!(line.contains(want), "{name}: {cmd_json} → {line}");
         }
-        let status = run.child.wait().unwrap();
-        assert!(status.success(), "{name}: QEMU exit {status}");
-        let err = stderr_of(&mut run);
-        assert!(!err.contains("warning"), "{name}: QEMU warned: {err}");
+        let exit = run.child.wait().unwrap();
+        assert!(exit.success(), "{name}: QEMU exit {exit}");
+        stderr_of(&mut run)
+    }
+
+    /// Every expected argv of the table is accepted by the installed QEMU: paths are
+    /// moved into a temp dir, images created, and QEMU must reach `prelaunch`
+    /// (`inmigrate` for the restore case). Cases that need host resources are left
+    /// out by name, with the reason.
+    #[test]
+    fn table_argv_is_accepted_by_real_qemu() {
+        if qemu_binary().is_none() {
+            return;
+        }
+        const HOST_DEPENDENT: &[(&str, &str)] = &[
+            (
+                "cpu-host-passthrough-kvm",
+                "-cpu host aborts under nested-PVM KVM",
+            ),
+            ("disk-block-ide-cdrom", "needs /dev/loop7 and /dev/sr0"),
+            ("net-bridge-tap", "would create tap devices on the host"),
+            ("kernel-boot", "needs a kernel image"),
+        ];
+        let kvm = Path::new("/dev/kvm").exists();
+        let mut checked = 0;
+        let mut names: Vec<_> = std::fs::read_dir(data_dir())
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.unwrap().path();
+                (p.extension()? == "args")
+                    .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+            })
+            .collect();
+        names.sort();
+        for name in &names {
+            if let Some((_, why)) = HOST_DEPENDENT.iter().find(|(n, _)| n == name) {
+                eprintln!("{name}: not started ({why})");
+                continue;
+            }
+            let text = std::fs::read_to_string(data_dir().join(format!("{name}.args"))).unwrap();
+            if text.contains("-accel\nkvm\n") && !kvm {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "/dev/kvm is required when CI=true"
+                );
+                eprintln!("{name}: not started (no /dev/kvm)");
+                continue;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let d = format!("{}/", dir.path().display());
+            let text = [
+                format!("/run/vireo/qemu/{name}/"),
+                "/run/vireo/".to_string(),
+                "/var/lib/libvirt/images/".to_string(),
+                "/images/".to_string(),
+                "/var/log/vireo/".to_string(),
+            ]
+            .iter()
+            .fold(text, |t, prefix| t.replace(prefix.as_str(), &d));
+            let mut lines = text.lines().map(str::to_string);
+            let program = PathBuf::from(lines.next().unwrap());
+            let args: Vec<String> = lines.collect();
+            for pair in args.windows(2).filter(|w| w[0] == "-blockdev") {
+                let v: Value = serde_json::from_str(&pair[1]).unwrap();
+                if let Some(f) = v.get("filename").and_then(Value::as_str) {
+                    if f.ends_with(".qcow2") {
+                        let ok = Command::new("qemu-img")
+                            .args(["create", "-q", "-f", "qcow2", f, "1M"])
+                            .status()
+                            .is_ok_and(|s| s.success());
+                        assert!(ok, "qemu-img create {f}");
+                    } else {
+                        std::fs::write(f, vec![0u8; 1 << 20]).unwrap();
+                    }
+                }
+            }
+            let status = if name.starts_with("restore") {
+                "\"inmigrate\""
+            } else {
+                "\"prelaunch\""
+            };
+            let cmd = QemuCommand { program, args };
+            expect_paused(name, &cmd, &dir.path().join("qmp.sock"), status);
+            checked += 1;
+        }
+        assert!(checked >= 15 || !kvm, "only {checked} cases started");
     }
 
     /// QEMU accepts the syntax of what we generate: three representative guests are
