@@ -2670,6 +2670,19 @@ mod tests {
         stderr_of(&mut run)
     }
 
+    /// Just enough of a Linux boot header (protocol 2.15, bzImage) for QEMU's `-kernel`
+    /// loader to accept the file; nothing runs, the guest stays in `prelaunch`.
+    fn fake_bzimage() -> Vec<u8> {
+        let mut b = vec![0u8; 64 * 1024];
+        b[0x1f1] = 4; // setup_sects
+        b[0x202..0x206].copy_from_slice(b"HdrS");
+        b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        b[0x211] = 1; // loadflags: LOADED_HIGH
+        b[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes()); // initrd_addr_max
+        b[0x238..0x23c].copy_from_slice(&2048u32.to_le_bytes()); // cmdline_size
+        b
+    }
+
     /// Every expected argv of the table is accepted by the installed QEMU: paths are
     /// moved into a temp dir, images created, and QEMU must reach `prelaunch`
     /// (`inmigrate` for the restore case). Cases that need host resources are left
@@ -2686,7 +2699,6 @@ mod tests {
             ),
             ("disk-block-ide-cdrom", "needs /dev/loop7 and /dev/sr0"),
             ("net-bridge-tap", "would create tap devices on the host"),
-            ("kernel-boot", "needs a kernel image"),
         ];
         let kvm = Path::new("/dev/kvm").exists();
         let mut checked = 0;
@@ -2721,6 +2733,7 @@ mod tests {
                 "/var/lib/libvirt/images/".to_string(),
                 "/images/".to_string(),
                 "/var/log/vireo/".to_string(),
+                "/var/lib/vireo/boot/".to_string(),
             ]
             .iter()
             .fold(text, |t, prefix| t.replace(prefix.as_str(), &d));
@@ -2739,6 +2752,13 @@ mod tests {
                     } else {
                         std::fs::write(f, vec![0u8; 1 << 20]).unwrap();
                     }
+                }
+            }
+            for pair in args.windows(2) {
+                match pair[0].as_str() {
+                    "-kernel" => std::fs::write(&pair[1], fake_bzimage()).unwrap(),
+                    "-initrd" => std::fs::write(&pair[1], b"initrd").unwrap(),
+                    _ => {}
                 }
             }
             let status = if name.starts_with("restore") {
