@@ -115,10 +115,7 @@ impl IoOp {
     /// Whether the failure happened while moving the stream (read, write, sync, flags),
     /// as opposed to handling the file around it.
     pub fn is_stream(self) -> bool {
-        matches!(
-            self,
-            IoOp::Read | IoOp::Write | IoOp::Sync | IoOp::SetFlags
-        )
+        matches!(self, IoOp::Read | IoOp::Write | IoOp::Sync | IoOp::SetFlags)
     }
 }
 
@@ -152,7 +149,9 @@ pub enum IoHelperError {
         source: io::Error,
     },
     /// `O_DIRECT` was asked for a stream that does not start on an aligned offset.
-    #[error("O_DIRECT needs the stream to start at a multiple of {DIRECT_ALIGN} bytes, not at {offset}")]
+    #[error(
+        "O_DIRECT needs the stream to start at a multiple of {DIRECT_ALIGN} bytes, not at {offset}"
+    )]
     Unaligned {
         /// The offset given.
         offset: u64,
@@ -381,7 +380,7 @@ pub fn copy_blocking(
     cancel: Option<BorrowedFd<'_>>,
 ) -> Result<u64, IoHelperError> {
     let len = opts.buffer.max(1).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
-    if opts.direct && offset % DIRECT_ALIGN as u64 != 0 {
+    if opts.direct && !offset.is_multiple_of(DIRECT_ALIGN as u64) {
         return Err(IoHelperError::Unaligned { offset });
     }
     // Also clears an O_DIRECT the caller may have opened the file with, when not wanted.
@@ -396,7 +395,7 @@ pub fn copy_blocking(
             if n == 0 {
                 break;
             }
-            if direct && n % DIRECT_ALIGN != 0 {
+            if direct && !n.is_multiple_of(DIRECT_ALIGN) {
                 set_direct(dst, false)?;
                 direct = false;
             }
@@ -477,10 +476,10 @@ impl Drop for PartialImage<'_> {
         if !self.armed {
             return;
         }
-        if let Err(e) = std::fs::remove_file(self.path) {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove partial save image");
-            }
+        if let Err(e) = std::fs::remove_file(self.path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove partial save image");
         }
         if let Err(e) = sync_dir(self.path) {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot sync directory after removing partial save image");
@@ -649,7 +648,14 @@ mod tests {
         let f = tempfile::tempfile().unwrap();
         let t = std::thread::spawn(move || {
             let progress = AtomicU64::new(0);
-            copy_blocking(r.as_fd(), &f, 0, CopyOptions::default(), &progress, Some(cr.as_fd()))
+            copy_blocking(
+                r.as_fd(),
+                &f,
+                0,
+                CopyOptions::default(),
+                &progress,
+                Some(cr.as_fd()),
+            )
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
         drop(cw);
@@ -676,7 +682,10 @@ mod tests {
             source: io::Error::from_raw_os_error(libc::ENOSPC),
         };
         assert_eq!(e.errno(), Some(libc::ENOSPC));
-        assert_eq!(e.to_string(), "unable to fsync '/s/g.save': No space left on device");
+        assert_eq!(
+            e.to_string(),
+            "unable to fsync '/s/g.save': No space left on device"
+        );
         let v = e.to_vir_error(ErrorDomain::Qemu);
         assert_eq!(v.code, ErrorCode::OperationFailed);
         assert_eq!(

@@ -751,7 +751,11 @@ mod tests {
         let (f, off) = complete_image(&h);
         let full = std::fs::read(f.path()).unwrap();
         // Inside the header, inside the XML region, right at the stream start.
-        for (cut, what) in [(40usize, "header"), (200, "domain XML"), (off as usize, "migration stream")] {
+        for (cut, what) in [
+            (40usize, "header"),
+            (200, "domain XML"),
+            (off as usize, "migration stream"),
+        ] {
             let t = file_of(&full[..cut]);
             match read_header(t.as_file()) {
                 Err(SaveImageError::Truncated { what: w, .. }) => assert_eq!(w, what),
@@ -761,7 +765,10 @@ mod tests {
         // A cut inside the magic, and an empty file, are truncated headers.
         for cut in [10, 0] {
             let t = file_of(&full[..cut]);
-            assert!(matches!(read_header(t.as_file()), Err(SaveImageError::Truncated { .. })));
+            assert!(matches!(
+                read_header(t.as_file()),
+                Err(SaveImageError::Truncated { .. })
+            ));
         }
     }
 
@@ -837,11 +844,13 @@ mod tests {
         // Same image without cookie and with gzip; and version 1.
         let mut region = XML.as_bytes().to_vec();
         region.resize(XML.len() + 1 + 65536, 0);
-        let mut bytes =
-            libvirt_style(QEMU_SAVE_MAGIC, [1, region.len() as u32, 0, 1, 0], &region);
+        let mut bytes = libvirt_style(QEMU_SAVE_MAGIC, [1, region.len() as u32, 0, 1, 0], &region);
         bytes.extend_from_slice(b"\x1f\x8b");
         let (h, _) = read_header(file_of(&bytes).as_file()).unwrap();
-        assert_eq!((h.version, h.format, h.was_running, h.cookie), (1, SaveFormat::Gzip, false, None));
+        assert_eq!(
+            (h.version, h.format, h.was_running, h.cookie),
+            (1, SaveFormat::Gzip, false, None)
+        );
     }
 
     #[test]
@@ -889,7 +898,13 @@ mod tests {
             ..SaveHeader::new(XML, false)
         };
         let (f, off) = complete_image(&h);
-        let bigger = XML.replace("<name>g</name>", &format!("<name>g</name><description>{}</description>", "d".repeat(30_000)));
+        let bigger = XML.replace(
+            "<name>g</name>",
+            &format!(
+                "<name>g</name><description>{}</description>",
+                "d".repeat(30_000)
+            ),
+        );
         update_xml(f.as_file(), &bigger).unwrap();
         let (got, got_off) = read_header(f.as_file()).unwrap();
         assert_eq!(got_off, off);
@@ -907,7 +922,10 @@ mod tests {
         assert_eq!(read_header(f.as_file()).unwrap().0.xml, bigger);
         // Partial images are not touched.
         let (p, _) = image_with(&h, b"QEVM");
-        assert!(matches!(update_xml(p.as_file(), XML), Err(SaveImageError::Partial)));
+        assert!(matches!(
+            update_xml(p.as_file(), XML),
+            Err(SaveImageError::Partial)
+        ));
     }
 
     #[test]
@@ -924,11 +942,17 @@ mod tests {
         test_image::write(&p, XML).unwrap();
         let b = std::fs::read(&p).unwrap();
         assert_eq!(&b[..15], b"TestGuestMagic\0");
-        assert_eq!(i32::from_ne_bytes(b[15..19].try_into().unwrap()), XML.len() as i32);
+        assert_eq!(
+            i32::from_ne_bytes(b[15..19].try_into().unwrap()),
+            XML.len() as i32
+        );
         assert_eq!(&b[19..], XML.as_bytes());
         assert_eq!(test_image::read(&p).unwrap(), XML);
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]
@@ -936,20 +960,32 @@ mod tests {
         use test_image::{TestImageError as E, decode, encode};
         let p = std::path::Path::new("/x.save");
         let good = encode(XML).unwrap();
-        assert!(matches!(decode(&good[..10], p), Err(E::IncompleteHeader { .. })));
+        assert!(matches!(
+            decode(&good[..10], p),
+            Err(E::IncompleteHeader { .. })
+        ));
         assert!(matches!(decode(&good[..17], p), Err(E::NoLength { .. })));
-        assert!(matches!(decode(&good[..30], p), Err(E::IncompleteMetadata { .. })));
+        assert!(matches!(
+            decode(&good[..30], p),
+            Err(E::IncompleteMetadata { .. })
+        ));
         let mut bad = good.clone();
         bad[0] = b't';
         assert!(matches!(decode(&bad[..], p), Err(E::BadMagic)));
         let big = encode(&"x".repeat(8193)).unwrap();
-        assert!(matches!(decode(&big[..], p), Err(E::LengthOutOfRange(8193))));
+        assert!(matches!(
+            decode(&big[..], p),
+            Err(E::LengthOutOfRange(8193))
+        ));
         let mut zero = good.clone();
         zero[15..19].copy_from_slice(&0i32.to_ne_bytes());
         assert!(matches!(decode(&zero[..], p), Err(E::LengthOutOfRange(0))));
         let e = test_image::read(std::path::Path::new("/nonexistent/x.save")).unwrap_err();
         assert!(matches!(e, E::Open { .. }));
-        assert!(e.to_string().starts_with("cannot read domain image '/nonexistent/x.save': "));
+        assert!(
+            e.to_string()
+                .starts_with("cannot read domain image '/nonexistent/x.save': ")
+        );
         // A qemu image is foreign to the test reader.
         let (f, _) = complete_image(&SaveHeader::new(XML, true));
         assert!(matches!(test_image::read(f.path()), Err(E::BadMagic)));
