@@ -2816,8 +2816,13 @@ mod tests {
             .into_iter()
             .map(|(name, xml)| std::thread::spawn(move || start_and_query(name, &xml)))
             .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
+        // Join every thread before failing: a thread still running when the test
+        // binary exits would leave its QEMU behind.
+        let failed = handles
+            .into_iter()
+            .map(|h| h.join())
+            .filter(Result::is_err)
+            .count();
+        assert_eq!(failed, 0, "{failed} guest(s) failed to start (see above)");
     }
 }
