@@ -5,15 +5,21 @@
 //! session per accepted client. On SIGTERM/SIGINT it stops accepting, lets every
 //! session answer the calls it has already read, removes the sockets and shuts the
 //! host down.
+//!
+//! `max_clients` works as in libvirtd: once that many clients are connected the daemon
+//! stops accepting (new connections wait in the kernel's listen backlog, a warning is
+//! logged) and accepts again when a client leaves.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -45,6 +51,10 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
     let what = what.into();
     move |source| ServerError::Io { what, source }
 }
+
+/// A client connection of any transport.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
 /// The paths a daemon uses under its state directory.
 #[derive(Debug, Clone)]
@@ -128,26 +138,52 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServerE
 
     let sessions = TaskTracker::new();
     let next_id = AtomicU64::new(1);
+    let limits = cfg.limits;
+    let clients = Arc::new(Semaphore::new(limits.max_clients));
     loop {
         let id = next_id.fetch_add(1, Ordering::Relaxed);
+        // A client slot first: at max_clients, stop accepting until a client leaves.
+        let slot = match clients.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                warn!(
+                    "max_clients ({}) reached: not accepting new connections until a client disconnects",
+                    limits.max_clients
+                );
+                let p = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    p = clients.clone().acquire_owned() => p,
+                };
+                match p {
+                    Ok(p) => {
+                        info!("a client left: accepting new connections again");
+                        p
+                    }
+                    Err(_) => break,
+                }
+            }
+        };
+        let spawn = |s, listener| {
+            let fut = session::run(s, host.clone(), listener, limits, id, shutdown.clone());
+            sessions.spawn(async move {
+                fut.await;
+                drop(slot);
+            });
+        };
         tokio::select! {
             _ = shutdown.cancelled() => break,
             r = rw.accept() => match r {
-                Ok((s, _)) => {
-                    sessions.spawn(session::run(s, host.clone(), Listener { read_only: false, secure: true }, id, shutdown.clone()));
-                }
+                Ok((s, _)) => spawn(Box::new(s) as Box<dyn Stream>, Listener { read_only: false, secure: true }),
                 Err(e) => warn!("accept failed: {e}"),
             },
             r = ro.accept() => match r {
-                Ok((s, _)) => {
-                    sessions.spawn(session::run(s, host.clone(), Listener { read_only: true, secure: true }, id, shutdown.clone()));
-                }
+                Ok((s, _)) => spawn(Box::new(s), Listener { read_only: true, secure: true }),
                 Err(e) => warn!("accept failed: {e}"),
             },
             r = async { match &tcp { Some(t) => t.accept().await, None => std::future::pending().await } } => match r {
                 Ok((s, peer)) => {
                     info!(%peer, "tcp client");
-                    sessions.spawn(session::run(s, host.clone(), Listener { read_only: false, secure: false }, id, shutdown.clone()));
+                    spawn(Box::new(s), Listener { read_only: false, secure: false });
                 }
                 Err(e) => warn!("accept failed: {e}"),
             },

@@ -9,6 +9,7 @@
 //! A handler that panics gets an internal error reply instead of silence.
 
 pub mod connect;
+pub mod devices;
 pub mod domain;
 pub mod events;
 pub mod network;
@@ -128,7 +129,10 @@ async fn dispatch(s: &Arc<Session>, h: &Header, payload: &[u8]) -> VirResult<Byt
                     Some(r) => Some(r),
                     None => match network::handle(s, p, payload).await {
                         Some(r) => Some(r),
-                        None => storage::handle(s, p, payload).await,
+                        None => match storage::handle(s, p, payload).await {
+                            Some(r) => Some(r),
+                            None => devices::handle(s, p, payload).await,
+                        },
                     },
                 },
             },

@@ -2,23 +2,50 @@
 //!
 //! Why a module of its own: the translation is pure (no processes, no sockets), so it is
 //! tested the way libvirt tests its own (`qemuxml2argv`): domain XMLs next to the argv
-//! we expect (`drivers/testdata/qemuxml2argv/*.xml` + `*.args`). Everything we do not
-//! translate is rejected by [`validate`] with `VIR_ERR_CONFIG_UNSUPPORTED` naming the
-//! element, instead of being dropped silently; host-dependent checks (disk images that
-//! must exist, machine types the emulator knows) are separate ([`preflight`],
-//! [`check_machine`]) so the pure part stays testable anywhere.
+//! we expect (`drivers/testdata/qemuxml2argv/*.xml` + `*.args`, or `*.err` for the
+//! expected error). Everything we do not translate is rejected by [`validate`] with
+//! `VIR_ERR_CONFIG_UNSUPPORTED` naming the element, instead of being dropped silently;
+//! host-dependent checks (disk images that must exist, machine types the emulator
+//! knows) are separate ([`preflight`], [`check_machine`]) so the pure part stays
+//! testable anywhere.
 //!
-//! The argv follows what libvirt 9/10 passes where that is cheap (JSON `-device` and
-//! `-blockdev`, `-chardev` + `-mon` for QMP, device ids such as `virtio-disk0`,
-//! `net0`, `serial0`), with these choices of ours:
-//! - always `-S` (the daemon resumes with QMP `cont`) and `-no-shutdown`, so a guest
-//!   poweroff leaves QEMU paused in state `shutdown` and the daemon applies
-//!   `on_poweroff`; `on_reboot='destroy'` adds `-no-reboot` (a guest reset then arrives
-//!   as `SHUTDOWN` with reason `guest-reset`, and QEMU stays); a `<panic>` device adds
-//!   `-action panic=pause` (the daemon applies `on_crash` on `GUEST_PANICKED`);
-//! - no explicit PCI addresses unless the XML gives `<address type='pci'>`;
-//! - under KVM with no `<cpu>`, `-cpu qemu64,-pni` (see [`DEFAULT_KVM_CPU`]).
-
+//! The argv follows what libvirt 9/10 passes where that is cheap (JSON `-device`,
+//! `-blockdev`, `-netdev` and `-object`; `-chardev` + `-mon` for QMP; libvirt's device
+//! ids: `virtio-disk0`, `ide0-1-0`, `sata0-0-2`, `scsi0-0-0-1`, `net0`/`hostnet0`,
+//! `serial0`/`charserial0`, `console1`/`charconsole1`, `channel0`/`charchannel0`,
+//! `balloon0`, `video0`, `input0`, `rng0`, `usb`, `pci.N`), with these choices:
+//! - always `-S` (the daemon resumes with QMP `cont`) and `-no-shutdown` (= `-action
+//!   shutdown=pause`), so a guest poweroff leaves QEMU paused in status `shutdown` and
+//!   the daemon applies `on_poweroff`. `on_reboot='destroy'` adds `-no-reboot` (= `-action
+//!   reboot=shutdown`): a guest reset then arrives as `SHUTDOWN` with reason
+//!   `guest-reset` and, because of `-no-shutdown`, QEMU stays paused. A `<panic>` device
+//!   adds `-action panic=pause`: `GUEST_PANICKED` with action `pause`, status
+//!   `guest-panicked`, the daemon applies `on_crash`. Nothing else about lifecycle
+//!   actions is in the argv;
+//! - `<currentMemory>` below `<memory>` is not in the argv: the daemon sets the balloon
+//!   target with QMP `balloon` after start (as libvirt does); a missing `<memballoon>`
+//!   means a virtio balloon (libvirt adds one on define), `model='none'` means none;
+//! - no explicit PCI addresses unless the XML gives `<address type='pci'>`; no USB
+//!   controller unless one is declared or a USB input needs it;
+//! - features: without `<acpi/>` the machine gets `acpi=off` (so ACPI poweroff and
+//!   `system_powerdown` do nothing); `<apic/>` and `<pae/>` need no argv;
+//! - CPU: no `<cpu>` → nothing under TCG, [`DEFAULT_KVM_CPU`] under KVM;
+//!   `host-passthrough` → `-cpu host` (KVM only; refused under TCG like libvirt);
+//!   `host-model` → `-cpu host` under KVM, `-cpu max` under TCG (libvirt expands a named
+//!   model instead); `maximum` → `-cpu max`; custom → `-cpu MODEL,feat=on|off`. On the
+//!   nested-PVM KVM of our build hosts `-cpu host`/`max` abort QEMU at start;
+//! - default models when the XML names none: NIC `rtl8139`, video `cirrus` (added when
+//!   there is `<graphics>`), SCSI controller `virtio-scsi` (libvirt: `lsilogic`),
+//!   USB controller `piix3-usb-uhci` (pc) / `qemu-xhci` (q35), machine `pc`;
+//! - VNC with autoport → `-vnc ADDR:0,to=99` (QEMU picks the first free display; ask
+//!   `query-vnc` for the port); `passwd` → `password=on`, the daemon must send
+//!   `set_password`; default listen `127.0.0.1`;
+//! - `bridge`/`ethernet` interfaces need `<target dev>`: QEMU opens (or creates) that
+//!   tap with `script=no`; attaching it to the bridge and bringing it up is the
+//!   caller's job. `network` interfaces must be resolved to a bridge before this;
+//! - unix character devices without a path get `DOMAIN_DIR/serialN.sock`,
+//!   `consoleN.sock`, or the channel's target name; pty paths are learnt with QMP
+//!   `query-chardev` (ids above).
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -137,6 +164,12 @@ impl Obj {
             Some(v) => self.n(k, v),
             None => self,
         }
+    }
+    fn get_str(&self, k: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(key, _)| *key == k)
+            .and_then(|(_, v)| v.as_str().map(str::to_string))
     }
     fn render(&self) -> String {
         let mut out = String::from("{");
@@ -283,7 +316,7 @@ fn emulator_of(def: &DomainDef) -> Option<String> {
 /// Rejects a machine type the emulator does not know, with libvirt's error.
 pub fn check_machine(def: &DomainDef, supported: &[String]) -> VirResult<()> {
     let machine = machine_name(def);
-    if supported.iter().any(|s| *s == machine) {
+    if supported.contains(&machine) {
         return Ok(());
     }
     let emulator = emulator_of(def).unwrap_or_else(|| DEFAULT_EMULATOR.to_string());
@@ -377,10 +410,12 @@ pub fn validate(def: &DomainDef) -> VirResult<()> {
         }
     }
     cpu_args(def)?;
+    smp(def)?;
     clock_args(def)?;
     check_boot(def)?;
     let ctx = dummy_ctx();
     let mut b = Builder::new(def, &ctx)?;
+    b.pm()?;
     b.devices()?;
     Ok(())
 }
@@ -563,6 +598,8 @@ struct Builder<'a> {
     /// Controllers emitted so far.
     has_usb_controller: bool,
     has_sata_controller: bool,
+    /// Names of the disks' QEMU objects, in `<disk>` order.
+    disk_aliases: Vec<DiskAlias>,
     /// virtio-serial port numbers taken.
     vserial_ports: Vec<u64>,
     device_args: Vec<String>,
@@ -607,6 +644,7 @@ impl<'a> Builder<'a> {
             has_usb_controller: false,
             has_sata_controller: false,
             vserial_ports: Vec::new(),
+            disk_aliases: Vec::new(),
             device_args: Vec::new(),
         })
     }
@@ -873,8 +911,8 @@ impl<'a> Builder<'a> {
         let has_graphics = devices.child("graphics").is_some();
         let mut videos = devices.children_named("video").peekable();
         if videos.peek().is_none() && has_graphics {
-            // libvirt adds a default video device to guests with graphics.
-            self.device(Obj::new().s("driver", "VGA").s("id", "video0"));
+            // libvirt adds a default video device (cirrus on x86) to guests with graphics.
+            self.device(Obj::new().s("driver", "cirrus-vga").s("id", "video0"));
         }
         for (i, v) in devices.children_named("video").enumerate() {
             self.video(v, i)?;
@@ -1202,6 +1240,7 @@ impl<'a> Builder<'a> {
         );
         let drive = path.as_ref().map(|_| fmt.clone());
         let has_drive = drive.is_some();
+        let drive_for_alias = drive.clone();
         let serial = e.child_text("serial");
         let share = e.child("shareable").is_some();
         let addr = e
@@ -1307,6 +1346,12 @@ impl<'a> Builder<'a> {
             o = o.s("write-cache", if write_cache { "on" } else { "off" });
         }
         o = o.opt_s("serial", serial).opt_n("bootindex", boot);
+        self.disk_aliases.push(DiskAlias {
+            target,
+            device_id: o.get_str("id").unwrap_or_default(),
+            storage_node: path.as_ref().map(|_| format!("libvirt-{node}-storage")),
+            format_node: drive_for_alias,
+        });
         self.device(o);
         Ok(())
     }
@@ -1672,7 +1717,7 @@ impl<'a> Builder<'a> {
     }
 
     fn video(&mut self, v: &Element, i: usize) -> VirResult<()> {
-        let model = v.path_attr(&["model"], "type").unwrap_or("vga");
+        let model = v.path_attr(&["model"], "type").unwrap_or("cirrus");
         let driver = match model {
             "none" => return Ok(()),
             "vga" => "VGA",
@@ -1782,6 +1827,33 @@ fn smp(def: &DomainDef) -> VirResult<String> {
     Ok(s)
 }
 
+/// The QEMU names of one `<disk>`, for QMP commands after start (`query-block`,
+/// `block_resize`, `blockdev-change-medium`, `eject`, block jobs, statistics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskAlias {
+    /// `<target dev>` (`vda`, `hdc`, ...).
+    pub target: String,
+    /// The `-device` id (libvirt's alias: `virtio-disk0`, `ide0-1-0`, `sata0-0-2`,
+    /// `scsi0-0-0-1`); QMP's `qdev`/`id` for the disk.
+    pub device_id: String,
+    /// The protocol (`file`/`host_device`/`host_cdrom`) node, `libvirt-N-storage`;
+    /// `None` for an empty CD-ROM.
+    pub storage_node: Option<String>,
+    /// The format (`raw`/`qcow2`) node the device is attached to, `libvirt-N-format`
+    /// with N the disk's 1-based position among `<disk>` elements; `None` for an empty
+    /// CD-ROM.
+    pub format_node: Option<String>,
+}
+
+/// The QEMU names [`build_command`] gives each disk, in `<disk>` order.
+pub fn disk_aliases(def: &DomainDef) -> VirResult<Vec<DiskAlias>> {
+    validate(def)?;
+    let ctx = dummy_ctx();
+    let mut b = Builder::new(def, &ctx)?;
+    b.devices()?;
+    Ok(b.disk_aliases)
+}
+
 /// Builds the QEMU command line for a domain (after [`validate`]).
 pub fn build_command(def: &DomainDef, ctx: &LaunchContext) -> VirResult<QemuCommand> {
     validate(def)?;
@@ -1813,8 +1885,60 @@ pub fn preflight(def: &DomainDef) -> VirResult<()> {
                 &e,
             ));
         }
+        // Follow a qcow2 backing chain the way QEMU will open it.
+        let mut current = PathBuf::from(&path);
+        for _ in 0..MAX_BACKING_DEPTH {
+            let Some(backing) = qcow2_backing(&current) else {
+                break;
+            };
+            let resolved = match current.parent() {
+                Some(dir) if backing.is_relative() => dir.join(&backing),
+                _ => backing,
+            };
+            if let Err(e) = std::fs::File::open(&resolved) {
+                return Err(VirError::system(
+                    ErrorDomain::Storage,
+                    format!(
+                        "Cannot access backing file '{}' of storage file '{path}' (as uid:{uid}, gid:{gid})",
+                        resolved.display()
+                    ),
+                    &e,
+                ));
+            }
+            current = resolved;
+        }
     }
     Ok(())
+}
+
+/// How deep [`preflight`] follows backing chains (libvirt's limit is 200).
+const MAX_BACKING_DEPTH: usize = 200;
+
+/// The backing file name recorded in a qcow2 header, if the file is qcow2 and has one
+/// (header: magic `QFI\xfb`, backing_file_offset u64 BE at 8, backing_file_size u32 BE
+/// at 16).
+fn qcow2_backing(path: &Path) -> Option<PathBuf> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut h = [0u8; 20];
+    f.read_exact(&mut h).ok()?;
+    if h[..4] != *b"QFI\xfb" {
+        return None;
+    }
+    let offset = u64::from_be_bytes(h[8..16].try_into().ok()?);
+    let size = u32::from_be_bytes(h[16..20].try_into().ok()?);
+    if offset == 0 || size == 0 || size > 1023 {
+        return None;
+    }
+    f.seek(SeekFrom::Start(offset)).ok()?;
+    let mut name = vec![0u8; size as usize];
+    f.read_exact(&mut name).ok()?;
+    let name = String::from_utf8(name).ok()?;
+    // "json:{...}" and protocol URLs are not files we can check.
+    if name.starts_with("json:") || name.contains("://") {
+        return None;
+    }
+    Some(PathBuf::from(name))
 }
 
 fn process_ids() -> (u32, u32) {
@@ -2045,7 +2169,7 @@ mod tests {
     }
 
     #[test]
-    fn preflight_reports_missing_and_unreadable_disks() {
+    fn preflight_reports_missing_disks_and_backing_files() {
         let dir = tempfile::tempdir().unwrap();
         let present = dir.path().join("present.img");
         std::fs::write(&present, [0u8; 512]).unwrap();
@@ -2059,6 +2183,46 @@ mod tests {
             )
         };
         preflight(&def_of(&xml(&present))).unwrap();
+        // A qcow2 overlay whose backing file went away.
+        let base = dir.path().join("base.qcow2");
+        let overlay = dir.path().join("overlay.qcow2");
+        let img = |args: &[&str]| {
+            let ok = Command::new("qemu-img")
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            assert!(
+                ok || std::env::var("CI").as_deref() != Ok("true"),
+                "qemu-img failed"
+            );
+            ok
+        };
+        if img(&["create", "-q", "-f", "qcow2", base.to_str().unwrap(), "1M"])
+            && img(&[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-b",
+                "base.qcow2",
+                "-F",
+                "qcow2",
+                overlay.to_str().unwrap(),
+            ])
+        {
+            preflight(&def_of(&xml(&overlay))).unwrap();
+            std::fs::remove_file(&base).unwrap();
+            let e = preflight(&def_of(&xml(&overlay))).unwrap_err();
+            let (uid, gid) = process_ids();
+            assert_eq!(
+                e.message,
+                format!(
+                    "Cannot access backing file '{}' of storage file '{}' (as uid:{uid}, gid:{gid}): No such file or directory",
+                    base.display(),
+                    overlay.display()
+                )
+            );
+        }
         let e = preflight(&def_of(&xml(&missing))).unwrap_err();
         assert_eq!(
             (e.code, e.domain),
@@ -2073,6 +2237,253 @@ mod tests {
                 missing.display()
             )
         );
+    }
+
+    /// Everything we do not translate is refused with code 67 naming what it is.
+    #[test]
+    fn rejections_name_what_is_unsupported() {
+        let top = |extra: &str, devices: &str| {
+            format!(
+                "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'><name>r</name><memory>65536</memory>\
+                 <os><type arch='x86_64' machine='pc'>hvm</type></os>{extra}<devices>{devices}</devices></domain>"
+            )
+        };
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "<maxMemory slots='16'>1048576</maxMemory>",
+                "",
+                "element 'maxMemory'",
+            ),
+            (
+                "<vcpus><vcpu id='0' enabled='yes'/></vcpus>",
+                "",
+                "element 'vcpus'",
+            ),
+            ("<iothreads>1</iothreads>", "", "element 'iothreads'"),
+            (
+                "<cputune><shares>10</shares></cputune>",
+                "",
+                "element 'cputune'",
+            ),
+            ("<sysinfo type='smbios'/>", "", "element 'sysinfo'"),
+            ("<x:y xmlns:x='urn:x'/>", "", "element 'x:y'"),
+            (
+                "<qemu:commandline><qemu:env name='A' value='b'/></qemu:commandline>",
+                "",
+                "element 'qemu:env'",
+            ),
+            (
+                "<clock offset='variable' adjustment='10'/>",
+                "",
+                "clock offset 'variable'",
+            ),
+            (
+                "<clock offset='utc'><timer name='kvmclock' present='no'/></clock>",
+                "",
+                "timer 'kvmclock'",
+            ),
+            (
+                "<cpu mode='custom'><model>qemu64</model><numa><cell id='0' cpus='0' memory='65536'/></numa></cpu>",
+                "",
+                "element 'cpu/numa'",
+            ),
+            (
+                "<cpu mode='custom'><topology sockets='2' cores='1' threads='1'/></cpu>",
+                "",
+                "CPU topology doesn't match maximum vcpu count",
+            ),
+            (
+                "<pm><suspend-to-ram/></pm>",
+                "",
+                "element 'pm/suspend-to-ram'",
+            ),
+            (
+                "",
+                "<watchdog model='i6300esb' action='reset'/>",
+                "device 'watchdog'",
+            ),
+            ("", "<tpm model='tpm-crb'/>", "device 'tpm'"),
+            (
+                "",
+                "<disk type='file' device='floppy'><source file='/f.img'/><target dev='fda' bus='fdc'/></disk>",
+                "disk device 'floppy'",
+            ),
+            (
+                "",
+                "<disk type='file'><source file='/a.img'/><target dev='sda' bus='usb'/></disk>",
+                "disk bus 'usb'",
+            ),
+            (
+                "",
+                "<disk type='volume'><source pool='p' volume='v'/><target dev='vda'/></disk>",
+                "disk type 'volume'",
+            ),
+            (
+                "",
+                "<disk type='file'><source file='/a.img'/><target dev='vda'/><iotune><total_bytes_sec>1</total_bytes_sec></iotune></disk>",
+                "element 'disk/iotune'",
+            ),
+            (
+                "",
+                "<disk type='file'><driver name='qemu' cache='bogus'/><source file='/a.img'/><target dev='vda'/></disk>",
+                "disk cache mode 'bogus'",
+            ),
+            (
+                "",
+                "<interface type='user'><model type='ne2k_pci'/></interface>",
+                "interface model 'ne2k_pci'",
+            ),
+            (
+                "",
+                "<interface type='user'><filterref filter='clean-traffic'/></interface>",
+                "element 'interface/filterref'",
+            ),
+            (
+                "",
+                "<interface type='direct'><source dev='eth0' mode='bridge'/></interface>",
+                "interface type 'direct'",
+            ),
+            (
+                "",
+                "<serial type='pipe'><source path='/p'/></serial>",
+                "character device type 'pipe'",
+            ),
+            (
+                "",
+                "<serial type='pty'><target type='pci-serial'/></serial>",
+                "serial target type 'pci-serial'",
+            ),
+            ("", "<serial type='file'/>", "needs a source path"),
+            (
+                "",
+                "<channel type='spicevmc'><target type='virtio' name='com.redhat.spice.0'/></channel>",
+                "character device type 'spicevmc'",
+            ),
+            (
+                "",
+                "<channel type='unix'><target type='guestfwd' address='10.0.2.1' port='4600'/></channel>",
+                "channel target type 'guestfwd'",
+            ),
+            (
+                "",
+                "<console type='pty'><target type='sclp'/></console>",
+                "console target type 'sclp'",
+            ),
+            (
+                "",
+                "<input type='tablet' bus='xen'/>",
+                "input device 'tablet on bus xen'",
+            ),
+            (
+                "",
+                "<graphics type='vnc'/><graphics type='vnc'/>",
+                "only one graphics device",
+            ),
+            (
+                "",
+                "<graphics type='vnc' port='5800' autoport='no'/>",
+                "VNC port 5800 is below 5900",
+            ),
+            (
+                "",
+                "<video><model type='qxl'/></video>",
+                "video model 'qxl'",
+            ),
+            ("", "<memballoon model='xen'/>", "memballoon model 'xen'"),
+            (
+                "",
+                "<rng model='virtio'><backend model='egd' type='tcp'/></rng>",
+                "rng backend model 'egd'",
+            ),
+            ("", "<panic model='hyperv'/>", "panic model 'hyperv'"),
+            (
+                "",
+                "<controller type='ccid' index='0'/>",
+                "controller type 'ccid'",
+            ),
+            (
+                "",
+                "<controller type='scsi' model='lsilogic'/>",
+                "SCSI controller model 'lsilogic'",
+            ),
+            (
+                "",
+                "<controller type='usb' model='ich9-ehci1'/>",
+                "USB controller model 'ich9-ehci1'",
+            ),
+            (
+                "",
+                "<controller type='usb' model='none'/><input type='tablet' bus='usb'/>",
+                "needs a USB controller",
+            ),
+            (
+                "",
+                "<controller type='pci' index='1' model='pcie-root-port'/>",
+                "PCI controller model 'pcie-root-port'",
+            ),
+        ];
+        for (extra, devices, want) in cases {
+            let xml = top(extra, devices);
+            let def = match DomainDef::parse(&xml) {
+                Ok(d) => d,
+                Err(e) => panic!("{xml}: {}", e.message),
+            };
+            let e = validate(&def).expect_err(&xml);
+            assert_eq!(e.code, ErrorCode::ConfigUnsupported, "{xml}: {}", e.message);
+            assert!(
+                e.message.starts_with("unsupported configuration: "),
+                "{}",
+                e.message
+            );
+            assert!(
+                e.message.contains(want),
+                "{xml}\n  got: {}\n want: {want}",
+                e.message
+            );
+            assert_eq!(
+                build_command(&def, &fixed_ctx("r")).unwrap_err().message,
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn disk_aliases_match_the_argv() {
+        let xml = std::fs::read_to_string(data_dir().join("disk-block-ide-cdrom.xml")).unwrap();
+        let def = def_of(&xml);
+        let aliases = disk_aliases(&def).unwrap();
+        let ids: Vec<_> = aliases
+            .iter()
+            .map(|a| (a.target.as_str(), a.device_id.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("hda", "ide0-0-0"),
+                ("hdb", "ide0-0-1"),
+                ("hdc", "ide0-1-0"),
+                ("hdd", "ide0-1-1")
+            ]
+        );
+        assert_eq!(aliases[2].format_node, None);
+        assert_eq!(aliases[3].format_node.as_deref(), Some("libvirt-4-format"));
+        assert_eq!(
+            aliases[3].storage_node.as_deref(),
+            Some("libvirt-4-storage")
+        );
+        let args = build_command(&def, &fixed_ctx("x")).unwrap().args;
+        for a in &aliases {
+            assert!(
+                args.iter()
+                    .any(|x| x.contains(&format!("\"id\":\"{}\"", a.device_id)))
+            );
+            if let Some(f) = &a.format_node {
+                assert!(
+                    args.iter()
+                        .any(|x| x.contains(&format!("\"drive\":\"{f}\"")))
+                );
+            }
+        }
     }
 
     #[test]
@@ -2197,6 +2608,13 @@ mod tests {
         let def = def_of(&xml);
         preflight(&def).unwrap();
         let cmd = build_command(&def, &ctx).unwrap();
+        let err = expect_paused(name, &cmd, &ctx.qmp_socket, "\"prelaunch\"");
+        assert!(!err.contains("warning"), "{name}: QEMU warned: {err}");
+    }
+
+    /// Runs `cmd`, checks over QMP that QEMU is paused in `status` (a JSON string
+    /// literal), quits it, and returns what it printed on stderr.
+    fn expect_paused(name: &str, cmd: &QemuCommand, qmp: &Path, status: &str) -> String {
         let child = Command::new(&cmd.program)
             .args(&cmd.args)
             .stdin(Stdio::null())
@@ -2207,14 +2625,13 @@ mod tests {
         let mut run = Running { child };
         let deadline = Instant::now() + Duration::from_secs(4);
         let stream = loop {
-            if let Ok(s) = UnixStream::connect(&ctx.qmp_socket) {
+            if let Ok(s) = UnixStream::connect(qmp) {
                 break s;
             }
-            if let Ok(Some(status)) = run.child.try_wait() {
-                let mut err = String::new();
-                let _ = std::io::Read::read_to_string(run.child.stderr.as_mut().unwrap(), &mut err);
+            if let Ok(Some(st)) = run.child.try_wait() {
                 panic!(
-                    "{name}: QEMU exited ({status}): {err}\nargv: {}",
+                    "{name}: QEMU exited ({st}): {}\nargv: {}",
+                    stderr_of(&mut run),
                     cmd.display()
                 );
             }
@@ -2235,7 +2652,7 @@ mod tests {
         );
         for (cmd_json, want) in [
             ("{\"execute\":\"qmp_capabilities\"}", "\"return\""),
-            ("{\"execute\":\"query-status\"}", "\"prelaunch\""),
+            ("{\"execute\":\"query-status\"}", status),
             ("{\"execute\":\"quit\"}", "\"return\""),
         ] {
             writeln!(w, "{cmd_json}").unwrap();
@@ -2248,10 +2665,112 @@ mod tests {
             };
             assert!(line.contains(want), "{name}: {cmd_json} → {line}");
         }
-        let status = run.child.wait().unwrap();
-        assert!(status.success(), "{name}: QEMU exit {status}");
-        let err = stderr_of(&mut run);
-        assert!(!err.contains("warning"), "{name}: QEMU warned: {err}");
+        let exit = run.child.wait().unwrap();
+        assert!(exit.success(), "{name}: QEMU exit {exit}");
+        stderr_of(&mut run)
+    }
+
+    /// Just enough of a Linux boot header (protocol 2.15, bzImage) for QEMU's `-kernel`
+    /// loader to accept the file; nothing runs, the guest stays in `prelaunch`.
+    fn fake_bzimage() -> Vec<u8> {
+        let mut b = vec![0u8; 64 * 1024];
+        b[0x1f1] = 4; // setup_sects
+        b[0x202..0x206].copy_from_slice(b"HdrS");
+        b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        b[0x211] = 1; // loadflags: LOADED_HIGH
+        b[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes()); // initrd_addr_max
+        b[0x238..0x23c].copy_from_slice(&2048u32.to_le_bytes()); // cmdline_size
+        b
+    }
+
+    /// Every expected argv of the table is accepted by the installed QEMU: paths are
+    /// moved into a temp dir, images created, and QEMU must reach `prelaunch`
+    /// (`inmigrate` for the restore case). Cases that need host resources are left
+    /// out by name, with the reason.
+    #[test]
+    fn table_argv_is_accepted_by_real_qemu() {
+        if qemu_binary().is_none() {
+            return;
+        }
+        const HOST_DEPENDENT: &[(&str, &str)] = &[
+            (
+                "cpu-host-passthrough-kvm",
+                "-cpu host aborts under nested-PVM KVM",
+            ),
+            ("disk-block-ide-cdrom", "needs /dev/loop7 and /dev/sr0"),
+            ("net-bridge-tap", "would create tap devices on the host"),
+        ];
+        let kvm = Path::new("/dev/kvm").exists();
+        let mut checked = 0;
+        let mut names: Vec<_> = std::fs::read_dir(data_dir())
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.unwrap().path();
+                (p.extension()? == "args")
+                    .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+            })
+            .collect();
+        names.sort();
+        for name in &names {
+            if let Some((_, why)) = HOST_DEPENDENT.iter().find(|(n, _)| n == name) {
+                eprintln!("{name}: not started ({why})");
+                continue;
+            }
+            let text = std::fs::read_to_string(data_dir().join(format!("{name}.args"))).unwrap();
+            if text.contains("-accel\nkvm\n") && !kvm {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "/dev/kvm is required when CI=true"
+                );
+                eprintln!("{name}: not started (no /dev/kvm)");
+                continue;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let d = format!("{}/", dir.path().display());
+            let text = [
+                format!("/run/vireo/qemu/{name}/"),
+                "/run/vireo/".to_string(),
+                "/var/lib/libvirt/images/".to_string(),
+                "/images/".to_string(),
+                "/var/log/vireo/".to_string(),
+                "/var/lib/vireo/boot/".to_string(),
+            ]
+            .iter()
+            .fold(text, |t, prefix| t.replace(prefix.as_str(), &d));
+            let mut lines = text.lines().map(str::to_string);
+            let program = PathBuf::from(lines.next().unwrap());
+            let args: Vec<String> = lines.collect();
+            for pair in args.windows(2).filter(|w| w[0] == "-blockdev") {
+                let v: Value = serde_json::from_str(&pair[1]).unwrap();
+                if let Some(f) = v.get("filename").and_then(Value::as_str) {
+                    if f.ends_with(".qcow2") {
+                        let ok = Command::new("qemu-img")
+                            .args(["create", "-q", "-f", "qcow2", f, "1M"])
+                            .status()
+                            .is_ok_and(|s| s.success());
+                        assert!(ok, "qemu-img create {f}");
+                    } else {
+                        std::fs::write(f, vec![0u8; 1 << 20]).unwrap();
+                    }
+                }
+            }
+            for pair in args.windows(2) {
+                match pair[0].as_str() {
+                    "-kernel" => std::fs::write(&pair[1], fake_bzimage()).unwrap(),
+                    "-initrd" => std::fs::write(&pair[1], b"initrd").unwrap(),
+                    _ => {}
+                }
+            }
+            let status = if name.starts_with("restore") {
+                "\"inmigrate\""
+            } else {
+                "\"prelaunch\""
+            };
+            let cmd = QemuCommand { program, args };
+            expect_paused(name, &cmd, &dir.path().join("qmp.sock"), status);
+            checked += 1;
+        }
+        assert!(checked >= 15 || !kvm, "only {checked} cases started");
     }
 
     /// QEMU accepts the syntax of what we generate: three representative guests are
@@ -2297,8 +2816,13 @@ mod tests {
             .into_iter()
             .map(|(name, xml)| std::thread::spawn(move || start_and_query(name, &xml)))
             .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
+        // Join every thread before failing: a thread still running when the test
+        // binary exits would leave its QEMU behind.
+        let failed = handles
+            .into_iter()
+            .map(|h| h.join())
+            .filter(Result::is_err)
+            .count();
+        assert_eq!(failed, 0, "{failed} guest(s) failed to start (see above)");
     }
 }
