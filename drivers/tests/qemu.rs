@@ -577,3 +577,36 @@ async fn getfd_passes_a_pipe_to_qemu() {
     let st = p.wait().await.unwrap().unwrap();
     assert!(st.success(), "{st:?}");
 }
+
+#[tokio::test]
+async fn reattach_reports_what_happened_while_detached() {
+    if !available() {
+        return;
+    }
+    let env = Env::new();
+    for (label, kind, panic, expected) in [
+        (
+            "off",
+            TestGuest::Shutdown,
+            false,
+            GuestEvent::Shutdown { by_guest: true },
+        ),
+        ("panicked", TestGuest::Panic, true, GuestEvent::Panicked),
+    ] {
+        let name = unique(&format!("detached-{label}"));
+        let def = env.def(&name, kind, panic);
+        let record = {
+            let hv = QemuHypervisor::new(Env::config(env.dir.path()));
+            let mut s = hv.start(&def, StartOptions::default()).await.unwrap();
+            let record = s.guest.status_record();
+            // Let it happen while the "daemon" still watches, then go away.
+            assert_eq!(next_event(&mut s.events).await, expected);
+            record
+        };
+        let hv = QemuHypervisor::new(Env::config(env.dir.path()));
+        let mut s = hv.reattach(&record, &def).await.unwrap().unwrap();
+        assert!(s.paused, "QEMU waits paused after {expected:?}");
+        assert_eq!(next_event(&mut s.events).await, expected);
+        s.guest.destroy(false).await.unwrap();
+    }
+}
