@@ -283,7 +283,7 @@ fn virsh_drives_real_qemu_guests_with_events() {
         return;
     }
     let q = QemuDaemon::start();
-    assert_eq!(q.virsh_ok(&["hostname"]).trim().is_empty(), false);
+    assert!(!q.virsh_ok(&["hostname"]).trim().is_empty());
     let ev = EventWatch::start(&q);
 
     // define, start, list, dominfo, suspend, resume
