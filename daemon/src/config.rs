@@ -24,7 +24,8 @@ pub struct Args {
     #[arg(long)]
     pub log_level: Option<String>,
     /// TOML configuration file with the keys `state_dir`, `listen_tcp`, `log_level`,
-    /// `keepalive_interval`, `keepalive_count`, `max_clients`, `max_client_requests`.
+    /// `keepalive_interval`, `keepalive_count`, `max_clients`, `max_client_requests`,
+    /// `qemu` ("auto", "on", "off"), `qemu_emulator`.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Seconds of silence from a client (that asked for keepalive) before the daemon
@@ -42,6 +43,27 @@ pub struct Args {
     /// client that reaches it until a reply goes out (libvirtd default 5).
     #[arg(long)]
     pub max_client_requests: Option<usize>,
+    /// The qemu driver (`qemu:///system`): `auto` enables it when the emulator exists,
+    /// `on` requires it, `off` disables it.
+    #[arg(long, value_enum)]
+    pub qemu: Option<QemuMode>,
+    /// The QEMU binary for domains whose XML names no `<emulator>`
+    /// (default: qemu-system-x86_64 from PATH).
+    #[arg(long)]
+    pub qemu_emulator: Option<PathBuf>,
+}
+
+/// Whether vireod runs the qemu driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum QemuMode {
+    /// When the emulator binary exists.
+    #[default]
+    Auto,
+    /// Always; vireod refuses to start without the emulator.
+    On,
+    /// Never: `qemu:///` URIs get "no connection driver available".
+    Off,
 }
 
 /// The keys a configuration file may set.
@@ -62,6 +84,10 @@ pub struct FileConfig {
     pub max_clients: Option<usize>,
     /// In-flight calls per client.
     pub max_client_requests: Option<usize>,
+    /// `auto`, `on` or `off`.
+    pub qemu: Option<QemuMode>,
+    /// The default QEMU binary.
+    pub qemu_emulator: Option<PathBuf>,
 }
 
 /// libvirtd's default keepalive interval (seconds).
@@ -108,6 +134,10 @@ pub struct Config {
     pub log_level: Option<String>,
     /// Limits and keepalive.
     pub limits: Limits,
+    /// Whether to run the qemu driver.
+    pub qemu: QemuMode,
+    /// The default QEMU binary, if set.
+    pub qemu_emulator: Option<PathBuf>,
 }
 
 /// Why the configuration is unusable.
@@ -192,6 +222,8 @@ impl Config {
                 .ok_or(ConfigError::NoStateDir)?,
             listen_tcp: args.listen_tcp.or(file.listen_tcp),
             log_level: args.log_level.clone().or(file.log_level),
+            qemu: args.qemu.or(file.qemu).unwrap_or_default(),
+            qemu_emulator: args.qemu_emulator.clone().or(file.qemu_emulator),
         })
     }
 }
@@ -231,6 +263,36 @@ mod tests {
             Config::from_args(&args).unwrap().state_dir,
             PathBuf::from("/x")
         );
+    }
+
+    #[test]
+    fn qemu_mode_from_file_and_flags() {
+        let c = Config::from_args(&Args::parse_from(["vireod", "--state-dir", "/x"])).unwrap();
+        assert_eq!(c.qemu, QemuMode::Auto);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("v.toml");
+        std::fs::write(
+            &f,
+            "state_dir = \"/s\"\nqemu = \"off\"\nqemu_emulator = \"/q\"\n",
+        )
+        .unwrap();
+        let c = Config::from_args(&Args::parse_from([
+            "vireod",
+            "--config",
+            f.to_str().unwrap(),
+        ]))
+        .unwrap();
+        assert_eq!(c.qemu, QemuMode::Off);
+        assert_eq!(c.qemu_emulator, Some(PathBuf::from("/q")));
+        let c = Config::from_args(&Args::parse_from([
+            "vireod",
+            "--config",
+            f.to_str().unwrap(),
+            "--qemu",
+            "on",
+        ]))
+        .unwrap();
+        assert_eq!(c.qemu, QemuMode::On);
     }
 
     #[test]

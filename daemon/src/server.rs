@@ -24,8 +24,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 use vireo_actors::{Host, HostConfig};
+use vireo_drivers::hypervisor::Hypervisor;
+use vireo_drivers::qemu::hypervisor::{QemuConfig, QemuHypervisor};
 
-use crate::config::Config;
+use crate::config::{Config, QemuMode};
 use crate::session::{self, Listener};
 
 /// Why the daemon could not start.
@@ -45,6 +47,9 @@ pub enum ServerError {
     /// The host failed to start.
     #[error(transparent)]
     Host(#[from] vireo_actors::HostError),
+    /// The qemu driver was required (`--qemu on`) but its emulator is missing.
+    #[error("the qemu driver is required but the emulator {0} was not found")]
+    Qemu(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
@@ -111,12 +116,53 @@ fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
     Ok(l)
 }
 
+/// The qemu driver's hypervisor as the configuration asks: guests' runtime directories
+/// under `STATE/run/qemu/guests`, their logs under `STATE/qemu/log`.
+fn qemu_hypervisor(cfg: &Config) -> Result<Option<Arc<dyn Hypervisor>>, ServerError> {
+    if cfg.qemu == QemuMode::Off {
+        return Ok(None);
+    }
+    let mut qc = QemuConfig::new(
+        cfg.state_dir.join("run/qemu/guests"),
+        cfg.state_dir.join("qemu/log"),
+    );
+    if let Some(e) = &cfg.qemu_emulator {
+        qc.emulator = e.clone();
+    }
+    let found = which(&qc.emulator);
+    match (found, cfg.qemu) {
+        (Some(path), _) => {
+            qc.emulator = path;
+            Ok(Some(Arc::new(QemuHypervisor::new(qc))))
+        }
+        (None, QemuMode::On) => Err(ServerError::Qemu(qc.emulator.display().to_string())),
+        (None, _) => {
+            info!("qemu driver disabled: {} not found", qc.emulator.display());
+            Ok(None)
+        }
+    }
+}
+
+/// Resolves a program name through PATH (an absolute or relative path is checked as is).
+fn which(p: &Path) -> Option<PathBuf> {
+    if p.components().count() > 1 {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(p))
+        .find(|c| c.is_file())
+}
+
 /// Runs the daemon until `shutdown` is cancelled (the binary cancels it on
 /// SIGTERM/SIGINT). `ready` is called once the sockets listen.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServerError> {
     let paths = Paths::new(&cfg.state_dir);
     let _lock = lock(&cfg.state_dir, &paths)?;
-    let host = Host::start(HostConfig::new(&cfg.state_dir)).await?;
+    let mut host_cfg = HostConfig::new(&cfg.state_dir);
+    host_cfg.qemu = qemu_hypervisor(&cfg)?;
+    let host = Host::start(host_cfg).await?;
     let rw = bind_unix(&paths.sock, 0o600)?;
     let ro = bind_unix(&paths.sock_ro, 0o666)?;
     let tcp = match cfg.listen_tcp {
