@@ -68,7 +68,7 @@ async fn domain_lifecycle_and_errors() {
     let err = c.lookup_by_name("cycle").await.unwrap_err();
     let e = err.vir_error().expect("remote error");
     assert_eq!(e.code, ErrorCode::NoDomain);
-    assert!(e.message.contains("cycle"), "{}", e.message);
+    assert_eq!(e.message, "Domain not found"); // libvirtd 9.0 test driver's text
     // The connection is still usable after errors.
     c.lookup_by_name("test").await.unwrap();
 }
