@@ -170,3 +170,32 @@ async fn connecting_to_nothing_is_a_connect_error() {
         .unwrap_err();
     assert!(matches!(err, ClientError::Connect { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn plain_tcp_works_too() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = Daemon::start_with(&["--listen-tcp", &addr]);
+    let t = std::time::Instant::now();
+    let c = loop {
+        match Client::connect_tcp(&addr, "test:///default").await {
+            Ok(c) => break c,
+            Err(ClientError::Connect { .. }) if t.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}; log: {}", d.log()),
+        }
+    };
+    let dom = c.lookup_by_name("test").await.unwrap();
+    assert!(
+        c.xml_desc(&dom, 0)
+            .await
+            .unwrap()
+            .contains("<name>test</name>")
+    );
+    within(c.close()).await.unwrap();
+}

@@ -55,6 +55,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start() -> Daemon {
+        Daemon::start_with(&[])
+    }
+
+    /// Starts vireod with extra command-line arguments.
+    pub fn start_with(extra: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("vireo-client")
             .tempdir_in("/tmp")
@@ -63,6 +68,7 @@ impl Daemon {
         let child = Command::new(vireod_bin())
             .arg("--state-dir")
             .arg(dir.path())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
