@@ -1,19 +1,93 @@
 //! The directory of one driver instance: which domains exist, under which name, uuid and
-//! id, in which state, and which actor owns each.
+//! id, in which state, and who owns each: a live domain actor, or nobody (the domain
+//! *hibernates*, see [`Owner`]).
 //!
 //! Lookups and listings are answered straight from the directory without a message to
 //! any actor, so many connections can look things up in parallel. Only the driver actor
-//! inserts entries (it alone checks that names and uuids stay unique); a domain actor
-//! updates its own entry's runtime fields *before* it replies to the job that changed
-//! them, so a client that saw the reply also sees the new state in a listing.
+//! inserts entries (it alone checks that names and uuids stay unique) and wakes
+//! hibernated domains; a domain actor updates its own entry's runtime fields *before* it
+//! replies to the job that changed them, so a client that saw the reply also sees the new
+//! state in a listing, and hands its entry back to hibernation itself.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-use ractor::ActorRef;
-use vireo_messages::{DomainId, DomainState, StateReason, Uuid};
+use ractor::{ActorId, ActorRef};
+use vireo_messages::{DomainId, DomainState, StateReason, Uuid, VirResult};
+use vireo_xml::{DomainDef, FormatOptions};
 
 use crate::domain::DomainMsg;
+
+/// What is kept of a hibernated domain besides its directory entry: the persistent
+/// definition as canonical inactive XML (the text the store holds; about 1/15 of the
+/// parsed tree's size) and the three figures `virDomainGetInfo` needs, so that info
+/// does not have to parse it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Dormant {
+    /// `format(inactive, secure)` of the definition; parses back to the same tree.
+    pub xml: Box<str>,
+    /// `<memory>` in KiB.
+    pub max_mem_kib: u64,
+    /// `<currentMemory>` in KiB.
+    pub mem_kib: u64,
+    /// `<vcpu>`.
+    pub vcpus: u32,
+}
+
+impl Dormant {
+    /// The compact form of a definition.
+    pub fn of(def: &DomainDef) -> Dormant {
+        Dormant::with_xml(def, def.format(&Dormant::FORMAT))
+    }
+
+    /// The compact form of a definition already formatted with [`Dormant::FORMAT`].
+    pub fn with_xml(def: &DomainDef, xml: String) -> Dormant {
+        Dormant {
+            xml: xml.into_boxed_str(),
+            max_mem_kib: def.memory_kib(),
+            mem_kib: def.current_memory_kib(),
+            vcpus: def.vcpus(),
+        }
+    }
+
+    /// How the definition is formatted: as the store writes it (inactive, secrets kept).
+    pub const FORMAT: FormatOptions = FormatOptions {
+        id: None,
+        inactive: true,
+        secure: true,
+    };
+
+    /// The definition as a tree again.
+    pub fn definition(&self) -> VirResult<DomainDef> {
+        DomainDef::parse(&self.xml)
+    }
+}
+
+/// Who owns a domain right now.
+///
+/// A domain that is shut off, persistent and has no job running *hibernates*: no actor
+/// exists for it, and the directory entry plus its [`Dormant`] definition are the whole
+/// truth. Queries read them; the first job goes to the driver actor, which spawns the
+/// domain actor from them (the only place an actor is spawned for an existing domain,
+/// so there is never more than one). When the domain is inactive and idle again, the
+/// actor writes its compact state back here and drains its mailbox before it stops.
+#[derive(Clone)]
+pub enum Owner {
+    /// A live domain actor.
+    Actor(ActorRef<DomainMsg>),
+    /// Nobody: the domain hibernates.
+    Hibernated(Arc<Dormant>),
+}
+
+impl Owner {
+    /// The live actor, if any.
+    pub fn actor(&self) -> Option<&ActorRef<DomainMsg>> {
+        match self {
+            Owner::Actor(a) => Some(a),
+            Owner::Hibernated(_) => None,
+        }
+    }
+}
 
 /// What the directory knows about one domain.
 #[derive(Clone)]
@@ -34,8 +108,8 @@ pub struct DomainEntry {
     pub managed_save: bool,
     /// Number of snapshots (for list filters).
     pub snapshots: u32,
-    /// The owning actor.
-    pub actor: ActorRef<DomainMsg>,
+    /// The owning actor, or the compact state of a hibernated domain.
+    pub owner: Owner,
 }
 
 impl DomainEntry {
@@ -159,15 +233,52 @@ impl Directory {
         v
     }
 
-    /// Every owning actor (for shutdown).
+    /// Every live owning actor (for shutdown).
     pub fn actors(&self) -> Vec<ActorRef<DomainMsg>> {
         self.inner
             .read()
             .unwrap()
             .by_uuid
             .values()
-            .map(|e| e.actor.clone())
+            .filter_map(|e| e.owner.actor().cloned())
             .collect()
+    }
+
+    /// Number of domains that have a live actor.
+    pub fn live_actors(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap()
+            .by_uuid
+            .values()
+            .filter(|e| e.owner.actor().is_some())
+            .count()
+    }
+
+    /// Hands the domain owned by actor `me` back to hibernation with `dormant` as its
+    /// definition. Returns false (and changes nothing) if `me` does not own it.
+    pub fn hibernate(&self, uuid: &Uuid, me: ActorId, dormant: Arc<Dormant>) -> bool {
+        let mut g = self.inner.write().unwrap();
+        match g.by_uuid.get_mut(uuid) {
+            Some(e) if e.owner.actor().map(|a| a.get_id()) == Some(me) => {
+                e.owner = Owner::Hibernated(dormant);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives a hibernated domain to a freshly spawned actor. Returns false (and changes
+    /// nothing) if the entry is gone or already has an actor.
+    pub fn wake(&self, uuid: &Uuid, actor: ActorRef<DomainMsg>) -> bool {
+        let mut g = self.inner.write().unwrap();
+        match g.by_uuid.get_mut(uuid) {
+            Some(e) if matches!(e.owner, Owner::Hibernated(_)) => {
+                e.owner = Owner::Actor(actor);
+                true
+            }
+            _ => false,
+        }
     }
 }
 

@@ -5,6 +5,11 @@
 //! instance's directories without messaging any actor; operations are messages to the
 //! owning actor, awaited with their reply. A handle whose object has gone answers
 //! libvirt's "not found" error, never a panic.
+//!
+//! A [`Domain`] handle holds no actor: each call finds the domain's current owner in the
+//! directory. Queries on a hibernated domain are answered from the directory; jobs on
+//! one go to the driver actor, which wakes it. A message refused by an actor that is
+//! going back to hibernation comes back to the handle, which routes it again.
 
 use std::sync::Arc;
 
@@ -14,8 +19,8 @@ use vireo_drivers::testdata::TestConfig;
 use vireo_messages::{DomainId, ErrorCode, ErrorDomain, Uuid, VirError, VirResult};
 use vireo_xml::{DomainDef, NetworkDef, PoolDef};
 
-use crate::directory::DomainEntry;
-use crate::domain::{DomainInfo, DomainMsg, JobRequest};
+use crate::directory::{DomainEntry, Owner};
+use crate::domain::{DomainInfo, DomainMsg, JobRequest, dormant_info, xml_desc};
 use crate::driver::{Defined, DriverCtx, DriverMsg, no_domain};
 use crate::helper::HelperTask;
 use crate::network::{DriverNetMsg, NetMsg, NetworkEntry, no_network};
@@ -160,8 +165,18 @@ impl Connection {
             conn: self.clone(),
             uuid: e.uuid,
             name: e.name,
-            actor: e.actor,
         }
+    }
+
+    /// How many domain actors this instance has spawned so far (each wake of a
+    /// hibernated domain counts one).
+    pub fn domain_actors_spawned(&self) -> u64 {
+        self.ctx().domain_actors_spawned()
+    }
+
+    /// How many domains have a live actor right now (the others hibernate).
+    pub fn live_domain_actors(&self) -> usize {
+        self.ctx().directory.live_actors()
     }
 
     /// Defines (or redefines) a persistent domain from XML.
@@ -408,8 +423,12 @@ pub struct Domain {
     conn: Connection,
     uuid: Uuid,
     name: String,
-    actor: ActorRef<DomainMsg>,
 }
+
+/// How often a handle re-routes a message refused by an actor before it gives up. An
+/// actor refuses only while it goes back to hibernation (its entry already says so) or
+/// after it stopped (its entry is removed, or rebuilt by the driver shortly after).
+const REROUTES: u32 = 50;
 
 impl Domain {
     /// The uuid.
@@ -451,29 +470,82 @@ impl Domain {
         )
     }
 
+    /// Whether the domain hibernates right now (no actor; see
+    /// [`crate::directory::Owner`]).
+    pub fn is_hibernated(&self) -> VirResult<bool> {
+        Ok(matches!(self.entry()?.owner, Owner::Hibernated(_)))
+    }
+
+    /// Sends `msg` to the domain's actor; for a hibernated domain, `local` answers a
+    /// query from the directory entry (and gets the message back), or, when it returns
+    /// the message, the driver wakes the domain and delivers it.
+    async fn send(
+        &self,
+        mut msg: DomainMsg,
+        local: impl Fn(&DomainEntry, DomainMsg) -> Option<DomainMsg>,
+    ) -> VirResult<()> {
+        for attempt in 0..REROUTES {
+            let e = self.entry()?;
+            match &e.owner {
+                Owner::Actor(a) => match a.cast(msg) {
+                    Ok(()) => return Ok(()),
+                    Err(ractor::MessagingErr::SendErr(m)) => msg = m,
+                    Err(_) => return Err(self.gone()),
+                },
+                Owner::Hibernated(_) => {
+                    let Some(m) = local(&e, msg) else {
+                        return Ok(());
+                    };
+                    return self
+                        .conn
+                        .drv
+                        .actor
+                        .cast(DriverMsg::Wake(self.uuid, m))
+                        .map_err(|_| driver_gone(self.conn.ctx()));
+                }
+            }
+            if attempt > 2 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+        Err(self.gone())
+    }
+
     async fn job(&self, req: JobRequest) -> VirResult<String> {
         let (tx, rx) = oneshot::channel();
-        self.actor
-            .cast(DomainMsg::Job(req, tx))
-            .map_err(|_| self.gone())?;
+        self.send(DomainMsg::Job(req, tx), |_, m| Some(m)).await?;
         rx.await.map_err(|_| self.gone())?
     }
 
     /// Runtime facts (`virDomainGetInfo`, state, flags).
     pub async fn info(&self) -> VirResult<DomainInfo> {
         let (tx, rx) = oneshot::channel();
-        self.actor
-            .cast(DomainMsg::Info(tx))
-            .map_err(|_| self.gone())?;
+        self.send(DomainMsg::Info(tx), |e, m| {
+            if let (Owner::Hibernated(d), DomainMsg::Info(tx)) = (&e.owner, m) {
+                let _ = tx.send(dormant_info(e, d));
+            }
+            None
+        })
+        .await?;
         rx.await.map_err(|_| self.gone())
     }
 
     /// The XML description (`VIR_DOMAIN_XML_*` flags).
     pub async fn xml(&self, flags: u32) -> VirResult<String> {
         let (tx, rx) = oneshot::channel();
-        self.actor
-            .cast(DomainMsg::XmlDesc { flags, reply: tx })
-            .map_err(|_| self.gone())?;
+        let ctx = self.conn.ctx();
+        self.send(DomainMsg::XmlDesc { flags, reply: tx }, |e, m| {
+            if let (Owner::Hibernated(d), DomainMsg::XmlDesc { flags, reply }) = (&e.owner, m) {
+                let r = d
+                    .definition()
+                    .and_then(|config| xml_desc(ctx, &config, None, None, flags));
+                let _ = reply.send(r);
+            }
+            None
+        })
+        .await?;
         rx.await.map_err(|_| self.gone())?
     }
 
