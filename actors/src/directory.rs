@@ -10,6 +10,7 @@
 //! state in a listing, and hands its entry back to hibernation itself.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ractor::{ActorId, ActorRef};
@@ -69,12 +70,13 @@ impl Dormant {
 /// exists for it, and the directory entry plus its [`Dormant`] definition are the whole
 /// truth. Queries read them; the first job goes to the driver actor, which spawns the
 /// domain actor from them (the only place an actor is spawned for an existing domain,
-/// so there is never more than one). When the domain is inactive and idle again, the
-/// actor writes its compact state back here and drains its mailbox before it stops.
+/// so there is never more than one). When the domain is inactive and idle again, and no
+/// job is on its way to it, the actor writes its compact state back here and drains its
+/// mailbox before it stops.
 #[derive(Clone)]
 pub enum Owner {
     /// A live domain actor.
-    Actor(ActorRef<DomainMsg>),
+    Actor(LiveActor),
     /// Nobody: the domain hibernates.
     Hibernated(Arc<Dormant>),
 }
@@ -83,10 +85,64 @@ impl Owner {
     /// The live actor, if any.
     pub fn actor(&self) -> Option<&ActorRef<DomainMsg>> {
         match self {
-            Owner::Actor(a) => Some(a),
+            Owner::Actor(l) => Some(&l.actor),
             Owner::Hibernated(_) => None,
         }
     }
+}
+
+/// A live domain actor and the number of jobs on their way to it. A sender counts a job
+/// while it still holds the directory's read lock ([`Directory::route_job`]); the actor
+/// counts it off when the job arrives, and goes to sleep only when the count is zero
+/// (checked under the write lock). So a job routed to an actor is handled by that
+/// actor, never bounced by a hibernation that raced with it.
+#[derive(Clone)]
+pub struct LiveActor {
+    /// The actor.
+    pub actor: ActorRef<DomainMsg>,
+    inbound: Arc<AtomicUsize>,
+}
+
+impl LiveActor {
+    /// Wraps an actor that counts off its jobs in `inbound`.
+    pub(crate) fn new(actor: ActorRef<DomainMsg>, inbound: Arc<AtomicUsize>) -> LiveActor {
+        LiveActor { actor, inbound }
+    }
+
+    /// Counts one more job on its way.
+    pub(crate) fn count(&self) {
+        self.inbound.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Sends a job already counted; a refused job is counted off again and handed back
+    /// (`None` if the actor system lost it).
+    pub(crate) fn send_counted(&self, msg: DomainMsg) -> Result<(), Option<DomainMsg>> {
+        match self.actor.cast(msg) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                job_arrived(&self.inbound);
+                match e {
+                    ractor::MessagingErr::SendErr(m) => Err(Some(m)),
+                    _ => Err(None),
+                }
+            }
+        }
+    }
+}
+
+/// Counts off one job on its way (the actor calls this when a job arrives).
+pub(crate) fn job_arrived(inbound: &AtomicUsize) {
+    let _ = inbound.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+}
+
+/// Where a job goes, as [`Directory::route_job`] found it.
+pub(crate) enum Route {
+    /// No such domain.
+    Gone,
+    /// Its live actor; the job is already counted as on its way.
+    Actor(LiveActor),
+    /// It hibernates: the driver must wake it.
+    Hibernated,
 }
 
 /// What the directory knows about one domain.
@@ -255,22 +311,42 @@ impl Directory {
             .count()
     }
 
+    /// Where a job for `uuid` goes; a live actor gets the job counted as on its way
+    /// before the lock is released (see [`LiveActor`]).
+    pub(crate) fn route_job(&self, uuid: &Uuid) -> Route {
+        let g = self.inner.read().unwrap();
+        match g.by_uuid.get(uuid).map(|e| &e.owner) {
+            None => Route::Gone,
+            Some(Owner::Hibernated(_)) => Route::Hibernated,
+            Some(Owner::Actor(l)) => {
+                l.count();
+                Route::Actor(l.clone())
+            }
+        }
+    }
+
     /// Hands the domain owned by actor `me` back to hibernation with `dormant` as its
-    /// definition. Returns false (and changes nothing) if `me` does not own it.
+    /// definition. Returns false (and changes nothing) if `me` does not own it or a job
+    /// is on its way to it.
     pub fn hibernate(&self, uuid: &Uuid, me: ActorId, dormant: Arc<Dormant>) -> bool {
         let mut g = self.inner.write().unwrap();
         match g.by_uuid.get_mut(uuid) {
-            Some(e) if e.owner.actor().map(|a| a.get_id()) == Some(me) => {
-                e.owner = Owner::Hibernated(dormant);
-                true
-            }
-            _ => false,
+            Some(e) => match &e.owner {
+                Owner::Actor(l)
+                    if l.actor.get_id() == me && l.inbound.load(Ordering::Acquire) == 0 =>
+                {
+                    e.owner = Owner::Hibernated(dormant);
+                    true
+                }
+                _ => false,
+            },
+            None => false,
         }
     }
 
     /// Gives a hibernated domain to a freshly spawned actor. Returns false (and changes
     /// nothing) if the entry is gone or already has an actor.
-    pub fn wake(&self, uuid: &Uuid, actor: ActorRef<DomainMsg>) -> bool {
+    pub fn wake(&self, uuid: &Uuid, actor: LiveActor) -> bool {
         let mut g = self.inner.write().unwrap();
         match g.by_uuid.get_mut(uuid) {
             Some(e) if matches!(e.owner, Owner::Hibernated(_)) => {

@@ -33,7 +33,7 @@ use vireo_messages::{
 use vireo_messages::Uuid;
 use vireo_xml::DomainDef;
 
-use crate::directory::{Directory, DomainEntry, Dormant, Owner};
+use crate::directory::{Directory, DomainEntry, Dormant, LiveActor, Owner, Route};
 use crate::domain::{DomainActor, DomainArgs, DomainMsg, RunningGuest};
 use crate::network::{NetworkRegistry, Networks};
 use crate::pool::{PoolRegistry, Pools};
@@ -292,18 +292,19 @@ fn admit(args: DomainArgs) -> Result<DomainArgs, DomainEntry> {
     })
 }
 
-async fn spawn_actor(
-    ctx: &Arc<DriverCtx>,
-    args: DomainArgs,
-) -> VirResult<ActorRef<DomainMsg>> {
+async fn spawn_actor(ctx: &Arc<DriverCtx>, args: DomainArgs) -> VirResult<LiveActor> {
     let driver = args.driver.clone();
-    let (actor, _) = Actor::spawn_linked(None, DomainActor, args, driver.get_cell())
-        .await
-        .map_err(|e| {
-            VirError::internal(ctx.err_domain(), format!("cannot start domain actor: {e}"))
-        })?;
+    let inbound = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (actor, _) = Actor::spawn_linked(
+        None,
+        DomainActor,
+        (args, inbound.clone()),
+        driver.get_cell(),
+    )
+    .await
+    .map_err(|e| VirError::internal(ctx.err_domain(), format!("cannot start domain actor: {e}")))?;
     ctx.spawned.fetch_add(1, Ordering::Relaxed);
-    Ok(actor)
+    Ok(LiveActor::new(actor, inbound))
 }
 
 /// Puts a domain into the directory: hibernated if it is persistent and shut off,
@@ -325,7 +326,7 @@ async fn spawn_domain(ctx: &Arc<DriverCtx>, args: DomainArgs) -> VirResult<Domai
         Some(r) => (r.state, Some(vireo_messages::DomainId(r.id))),
         None => (args.initial, None),
     };
-    let actor = spawn_actor(ctx, args).await?;
+    let live = spawn_actor(ctx, args).await?;
     let entry = DomainEntry {
         uuid,
         name,
@@ -335,38 +336,46 @@ async fn spawn_domain(ctx: &Arc<DriverCtx>, args: DomainArgs) -> VirResult<Domai
         autostart,
         managed_save,
         snapshots: 0,
-        owner: Owner::Actor(actor),
+        owner: Owner::Actor(live),
     };
     ctx.directory.insert(entry.clone());
     Ok(entry)
 }
 
-/// Gives `msg` to the domain's actor, spawning one from the hibernated state if there is
-/// none. The message is queued before the directory names the new actor, so it comes
-/// before anything sent to the actor directly.
+/// Gives the job `msg` to the domain's actor, spawning one from the hibernated state if
+/// there is none. The job is queued before the directory names the new actor, so it
+/// comes before anything sent to the actor directly.
 async fn deliver(driver: &ActorRef<DriverMsg>, ctx: &Arc<DriverCtx>, uuid: Uuid, msg: DomainMsg) {
     let mut msg = msg;
-    // An actor seen here that refuses the message has just gone back to hibernation
-    // (it marks its entry before it drains), so the second look finds it hibernated.
+    // A live actor refuses a job only after it stopped: it went to sleep before the job
+    // was counted (its entry already says so), or it was removed or failed.
     for _ in 0..3 {
-        let Some(entry) = ctx.directory.by_uuid(&uuid) else {
-            break;
-        };
-        match &entry.owner {
-            Owner::Actor(a) => match a.cast(msg) {
+        match ctx.directory.route_job(&uuid) {
+            Route::Gone => break,
+            Route::Actor(live) => match live.send_counted(msg) {
                 Ok(()) => return,
-                Err(ractor::MessagingErr::SendErr(m)) => msg = m,
-                Err(_) => return,
+                Err(Some(m)) => msg = m,
+                Err(None) => return,
             },
-            Owner::Hibernated(dormant) => {
-                let actor = match wake(driver, ctx, &entry, dormant).await {
+            Route::Hibernated => {
+                let Some(entry) = ctx.directory.by_uuid(&uuid) else {
+                    break;
+                };
+                let Owner::Hibernated(dormant) = &entry.owner else {
+                    continue;
+                };
+                let live = match wake(driver, ctx, &entry, dormant).await {
                     Ok(a) => a,
                     Err(e) => return fail(msg, e),
                 };
-                if let Err(ractor::MessagingErr::SendErr(m)) = actor.cast(msg) {
-                    return fail(m, gone(ctx, &uuid));
+                live.count();
+                if let Err(m) = live.send_counted(msg) {
+                    if let Some(m) = m {
+                        fail(m, gone(ctx, &uuid));
+                    }
+                    return;
                 }
-                ctx.directory.wake(&uuid, actor);
+                ctx.directory.wake(&uuid, live);
                 return;
             }
         }
@@ -402,7 +411,7 @@ async fn wake(
     ctx: &Arc<DriverCtx>,
     entry: &DomainEntry,
     dormant: &Dormant,
-) -> VirResult<ActorRef<DomainMsg>> {
+) -> VirResult<LiveActor> {
     let config = dormant.definition()?;
     spawn_actor(
         ctx,

@@ -19,7 +19,7 @@ use vireo_drivers::testdata::TestConfig;
 use vireo_messages::{DomainId, ErrorCode, ErrorDomain, Uuid, VirError, VirResult};
 use vireo_xml::{DomainDef, NetworkDef, PoolDef};
 
-use crate::directory::{DomainEntry, Owner};
+use crate::directory::{DomainEntry, Owner, Route};
 use crate::domain::{DomainInfo, DomainMsg, JobRequest, dormant_info, xml_desc};
 use crate::driver::{Defined, DriverCtx, DriverMsg, no_domain};
 use crate::helper::HelperTask;
@@ -476,32 +476,24 @@ impl Domain {
         Ok(matches!(self.entry()?.owner, Owner::Hibernated(_)))
     }
 
-    /// Sends `msg` to the domain's actor; for a hibernated domain, `local` answers a
-    /// query from the directory entry (and gets the message back), or, when it returns
-    /// the message, the driver wakes the domain and delivers it.
-    async fn send(
+    /// Sends the query `msg` to the domain's actor; for a hibernated domain, `local`
+    /// answers it from the directory entry.
+    async fn query(
         &self,
         mut msg: DomainMsg,
-        local: impl Fn(&DomainEntry, DomainMsg) -> Option<DomainMsg>,
+        local: impl FnOnce(&DomainEntry, DomainMsg),
     ) -> VirResult<()> {
         for attempt in 0..REROUTES {
             let e = self.entry()?;
             match &e.owner {
-                Owner::Actor(a) => match a.cast(msg) {
+                Owner::Actor(l) => match l.actor.cast(msg) {
                     Ok(()) => return Ok(()),
                     Err(ractor::MessagingErr::SendErr(m)) => msg = m,
                     Err(_) => return Err(self.gone()),
                 },
                 Owner::Hibernated(_) => {
-                    let Some(m) = local(&e, msg) else {
-                        return Ok(());
-                    };
-                    return self
-                        .conn
-                        .drv
-                        .actor
-                        .cast(DriverMsg::Wake(self.uuid, m))
-                        .map_err(|_| driver_gone(self.conn.ctx()));
+                    local(&e, msg);
+                    return Ok(());
                 }
             }
             if attempt > 2 {
@@ -515,18 +507,45 @@ impl Domain {
 
     async fn job(&self, req: JobRequest) -> VirResult<String> {
         let (tx, rx) = oneshot::channel();
-        self.send(DomainMsg::Job(req, tx), |_, m| Some(m)).await?;
+        let mut msg = DomainMsg::Job(req, tx);
+        let ctx = self.conn.ctx();
+        let mut sent = false;
+        for _ in 0..REROUTES {
+            match ctx.directory.route_job(&self.uuid) {
+                Route::Gone => return Err(self.gone()),
+                Route::Actor(live) => match live.send_counted(msg) {
+                    Ok(()) => {
+                        sent = true;
+                        break;
+                    }
+                    Err(Some(m)) => msg = m,
+                    Err(None) => return Err(self.gone()),
+                },
+                Route::Hibernated => {
+                    self.conn
+                        .drv
+                        .actor
+                        .cast(DriverMsg::Wake(self.uuid, msg))
+                        .map_err(|_| driver_gone(ctx))?;
+                    sent = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if !sent {
+            return Err(self.gone());
+        }
         rx.await.map_err(|_| self.gone())?
     }
 
     /// Runtime facts (`virDomainGetInfo`, state, flags).
     pub async fn info(&self) -> VirResult<DomainInfo> {
         let (tx, rx) = oneshot::channel();
-        self.send(DomainMsg::Info(tx), |e, m| {
+        self.query(DomainMsg::Info(tx), |e, m| {
             if let (Owner::Hibernated(d), DomainMsg::Info(tx)) = (&e.owner, m) {
                 let _ = tx.send(dormant_info(e, d));
             }
-            None
         })
         .await?;
         rx.await.map_err(|_| self.gone())
@@ -536,14 +555,13 @@ impl Domain {
     pub async fn xml(&self, flags: u32) -> VirResult<String> {
         let (tx, rx) = oneshot::channel();
         let ctx = self.conn.ctx();
-        self.send(DomainMsg::XmlDesc { flags, reply: tx }, |e, m| {
+        self.query(DomainMsg::XmlDesc { flags, reply: tx }, |e, m| {
             if let (Owner::Hibernated(d), DomainMsg::XmlDesc { flags, reply }) = (&e.owner, m) {
                 let r = d
                     .definition()
                     .and_then(|config| xml_desc(ctx, &config, None, None, flags));
                 let _ = reply.send(r);
             }
-            None
         })
         .await?;
         rx.await.map_err(|_| self.gone())?

@@ -36,6 +36,7 @@ pub mod lifecycle;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -50,7 +51,7 @@ use vireo_messages::{
 };
 use vireo_xml::{DomainDef, FormatOptions, LifecycleAction};
 
-use crate::directory::Dormant;
+use crate::directory::{Dormant, job_arrived};
 use crate::driver::{DriverCtx, DriverMsg};
 use crate::helper::{HelperArgs, HelperTask, IoHelper};
 use lifecycle::{Op, check};
@@ -244,6 +245,8 @@ struct Waiting {
 pub struct DomainActorState {
     ctx: Arc<DriverCtx>,
     driver: ActorRef<DriverMsg>,
+    /// Jobs on their way to this actor (see [`crate::directory::LiveActor`]).
+    inbound: Arc<AtomicUsize>,
     uuid: Uuid,
     name: String,
     config: DomainDef,
@@ -271,18 +274,20 @@ pub struct DomainActor;
 impl Actor for DomainActor {
     type Msg = DomainMsg;
     type State = DomainActorState;
-    type Arguments = DomainArgs;
+    /// The start arguments and the counter of jobs on their way to the actor.
+    type Arguments = (DomainArgs, Arc<AtomicUsize>);
 
     async fn pre_start(
         &self,
         myself: ActorRef<DomainMsg>,
-        args: DomainArgs,
+        (args, inbound): (DomainArgs, Arc<AtomicUsize>),
     ) -> Result<DomainActorState, ActorProcessingErr> {
         let uuid = args.config.uuid().unwrap_or_else(Uuid::new_v4);
         let name = args.config.name().to_string();
         let mut st = DomainActorState {
             ctx: args.ctx,
             driver: args.driver,
+            inbound,
             uuid,
             name,
             config: args.config,
@@ -314,6 +319,9 @@ impl Actor for DomainActor {
         msg: DomainMsg,
         st: &mut DomainActorState,
     ) -> Result<(), ActorProcessingErr> {
+        if let DomainMsg::Job(..) = msg {
+            job_arrived(&st.inbound);
+        }
         match msg {
             DomainMsg::Info(reply) => {
                 let _ = reply.send(st.info());
@@ -322,8 +330,9 @@ impl Actor for DomainActor {
                 let _ = reply.send(st.xml_desc(flags));
             }
             DomainMsg::Job(req, reply) if st.hibernating => {
-                // Queued before the domain went back to hibernation: the driver wakes
-                // it again (with a new actor) and hands the job over.
+                // A job sent without being counted (none of ours) and queued before the
+                // domain went back to hibernation: the driver wakes it again (with a
+                // new actor) and hands the job over.
                 let msg = DomainMsg::Job(req, reply);
                 if let Err(ractor::MessagingErr::SendErr(DriverMsg::Wake(_, msg))) =
                     st.driver.cast(DriverMsg::Wake(st.uuid, msg))
