@@ -362,3 +362,96 @@ impl Directory {
 pub fn is_shutoff(s: DomainState) -> bool {
     s == DomainState::Shutoff
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ractor::{Actor, ActorProcessingErr};
+
+    /// Stands in for a domain actor: accepts domain messages and drops them.
+    struct Sink;
+
+    impl Actor for Sink {
+        type Msg = DomainMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<DomainMsg>,
+            _args: (),
+        ) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    const XML: &str = "<domain type='test'><name>d</name><uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid><memory>2048</memory><currentMemory>1024</currentMemory><vcpu>2</vcpu><os><type>hvm</type></os></domain>";
+
+    fn entry(def: &DomainDef) -> DomainEntry {
+        DomainEntry {
+            uuid: def.uuid().unwrap(),
+            name: def.name(),
+            id: None,
+            state: StateReason::new(DomainState::Shutoff, 0),
+            persistent: true,
+            autostart: false,
+            managed_save: false,
+            snapshots: 0,
+            owner: Owner::Hibernated(Arc::new(Dormant::of(def))),
+        }
+    }
+
+    #[test]
+    fn dormant_keeps_the_definition_and_info_figures() {
+        let def = DomainDef::parse(XML).unwrap();
+        let d = Dormant::of(&def);
+        assert_eq!((d.max_mem_kib, d.mem_kib, d.vcpus), (2048, 1024, 2));
+        assert_eq!(d.definition().unwrap(), def);
+        assert!(d.xml.len() < 300, "{}", d.xml);
+    }
+
+    #[tokio::test]
+    async fn an_actor_with_a_job_on_its_way_does_not_hibernate() {
+        let def = DomainDef::parse(XML).unwrap();
+        let uuid = def.uuid().unwrap();
+        let dir = Directory::new();
+        dir.insert(entry(&def));
+        assert!(matches!(dir.route_job(&uuid), Route::Hibernated));
+        assert!(matches!(dir.route_job(&Uuid::new_v4()), Route::Gone));
+
+        let (actor, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+        let inbound = Arc::new(AtomicUsize::new(0));
+        let live = LiveActor::new(actor.clone(), inbound.clone());
+        assert!(dir.wake(&uuid, live.clone()));
+        assert!(!dir.wake(&uuid, live), "only a hibernated entry can be woken");
+        assert_eq!(dir.live_actors(), 1);
+
+        // A sender has counted its job: the actor may not go to sleep yet.
+        let Route::Actor(routed) = dir.route_job(&uuid) else {
+            panic!("a live actor is routed to");
+        };
+        assert_eq!(inbound.load(Ordering::Acquire), 1);
+        let dormant = Arc::new(Dormant::of(&def));
+        assert!(!dir.hibernate(&uuid, actor.get_id(), dormant.clone()));
+        // The job arrives: now it may.
+        job_arrived(&inbound);
+        let (other, _) = Actor::spawn(None, Sink, ()).await.unwrap();
+        assert!(
+            !dir.hibernate(&uuid, other.get_id(), dormant.clone()),
+            "only the owner puts a domain to sleep"
+        );
+        assert!(dir.hibernate(&uuid, actor.get_id(), dormant));
+        assert_eq!(dir.live_actors(), 0);
+        assert!(dir.actors().is_empty());
+
+        // A refused job is counted off again and handed back.
+        actor.stop(None);
+        actor.get_cell().wait(None).await;
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let back = routed.send_counted(DomainMsg::Info(tx));
+        assert!(matches!(back, Err(Some(DomainMsg::Info(_)))));
+        job_arrived(&inbound);
+        assert_eq!(inbound.load(Ordering::Acquire), 0, "never below zero");
+        other.stop(None);
+    }
+}
