@@ -25,12 +25,12 @@ use vireo_bus::Hub;
 use vireo_drivers::hypervisor::{Hypervisor, StartOptions};
 use vireo_drivers::store::{Store, StoredKind};
 use vireo_drivers::testdata::TestConfig;
+use vireo_messages::Uuid;
 use vireo_messages::event::detail;
 use vireo_messages::{
     DomainEventKind, DomainState, ErrorCode, ErrorDomain, Event, EventKind, ObjectRef, StateReason,
     VirError, VirResult,
 };
-use vireo_messages::Uuid;
 use vireo_xml::DomainDef;
 
 use crate::directory::{Directory, DomainEntry, Dormant, LiveActor, Owner, Route};
@@ -429,10 +429,7 @@ async fn wake(
     .await
 }
 
-async fn define_domain(
-    ctx: &Arc<DriverCtx>,
-    mut def: DomainDef,
-) -> VirResult<Defined> {
+async fn define_domain(ctx: &Arc<DriverCtx>, mut def: DomainDef) -> VirResult<Defined> {
     let name = def.name().to_string();
     let by_name = ctx.directory.by_name(&name);
     if let Some(uuid) = def.uuid() {

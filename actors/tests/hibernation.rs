@@ -49,17 +49,26 @@ async fn defined_inactive_domain_has_no_actor_and_answers_queries() {
         (info.state.state, info.state.reason),
         (DomainState::Shutoff, 0)
     );
-    assert_eq!((info.max_mem_kib, info.mem_kib, info.vcpus), (65536, 65536, 3));
+    assert_eq!(
+        (info.max_mem_kib, info.mem_kib, info.vcpus),
+        (65536, 65536, 3)
+    );
     assert!(info.persistent && !info.autostart && info.id.is_none());
     let xml = dom.xml(0).await.unwrap();
     assert!(xml.starts_with("<domain type='test'>"), "{xml}");
     assert!(xml.contains("<memory unit='KiB'>65536</memory>"), "{xml}");
-    assert!(xml.contains(&format!("<uuid>{}</uuid>", dom.uuid())), "{xml}");
+    assert!(
+        xml.contains(&format!("<uuid>{}</uuid>", dom.uuid())),
+        "{xml}"
+    );
     assert_eq!(dom.xml(2).await.unwrap(), xml);
     let e = dom.xml(1 << 10).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArg);
     // Lookups and lists see it as usual.
-    assert_eq!(conn.lookup_domain_by_name("vm1").unwrap().uuid(), dom.uuid());
+    assert_eq!(
+        conn.lookup_domain_by_name("vm1").unwrap().uuid(),
+        dom.uuid()
+    );
     assert_eq!(
         conn.lookup_domain_by_uuid(&dom.uuid()).unwrap().name(),
         "vm1"
@@ -85,7 +94,10 @@ async fn start_wakes_and_destroy_returns_to_hibernation() {
     let spawned = conn.domain_actors_spawned();
 
     dom.start(false).await.unwrap();
-    assert!(!dom.is_hibernated().unwrap(), "a running domain has an actor");
+    assert!(
+        !dom.is_hibernated().unwrap(),
+        "a running domain has an actor"
+    );
     assert_eq!(conn.domain_actors_spawned(), spawned + 1);
     let id = dom.id().unwrap();
     assert!(
@@ -97,7 +109,11 @@ async fn start_wakes_and_destroy_returns_to_hibernation() {
     dom.suspend().await.unwrap();
     dom.destroy(false).await.unwrap();
     hibernates(&dom).await;
-    assert_eq!(conn.domain_actors_spawned(), spawned + 1, "one actor did it all");
+    assert_eq!(
+        conn.domain_actors_spawned(),
+        spawned + 1,
+        "one actor did it all"
+    );
     let st = dom.info().await.unwrap().state;
     assert_eq!(
         (st.state, st.reason),
@@ -161,7 +177,11 @@ async fn burst_of_jobs_on_a_hibernated_domain_wakes_one_actor() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(conn.domain_actors_spawned(), spawned + 1, "exactly one actor");
+    assert_eq!(
+        conn.domain_actors_spawned(),
+        spawned + 1,
+        "exactly one actor"
+    );
     // Queries flow while the first start holds the slot.
     let info = tokio::time::timeout(Duration::from_millis(200), dom.info())
         .await
@@ -220,7 +240,10 @@ async fn jobs_racing_with_hibernation_are_never_lost() {
     }
     hibernates(&dom).await;
     let spawned = conn.domain_actors_spawned();
-    assert!(spawned >= 2, "the domain slept between jobs ({spawned} wakes)");
+    assert!(
+        spawned >= 2,
+        "the domain slept between jobs ({spawned} wakes)"
+    );
     // Still one domain, usable as ever.
     assert_eq!(conn.count_domains(ListFilter { flags: 2 }), 1);
     dom.start(false).await.unwrap();
@@ -293,9 +316,15 @@ async fn private_file_instance_hibernates_its_inactive_domains() {
          </node>",
     )
     .unwrap();
-    let conn = host.open(&format!("test://{}", file.display())).await.unwrap();
+    let conn = host
+        .open(&format!("test://{}", file.display()))
+        .await
+        .unwrap();
     let sleeper = conn.lookup_domain_by_name("sleeper").unwrap();
-    assert!(sleeper.is_hibernated().unwrap(), "loaded shut off, so asleep");
+    assert!(
+        sleeper.is_hibernated().unwrap(),
+        "loaded shut off, so asleep"
+    );
     assert_eq!(sleeper.info().await.unwrap().max_mem_kib, 524288);
     sleeper.start(false).await.unwrap();
     assert!(sleeper.id().is_some());
@@ -304,6 +333,9 @@ async fn private_file_instance_hibernates_its_inactive_domains() {
     runner.destroy(false).await.unwrap();
     hibernates(&runner).await;
     runner.start(false).await.unwrap();
-    assert_eq!(runner.info().await.unwrap().state.state, DomainState::Running);
+    assert_eq!(
+        runner.info().await.unwrap().state.state,
+        DomainState::Running
+    );
     host.shutdown().await;
 }

@@ -575,13 +575,7 @@ impl DomainActorState {
     }
 
     fn xml_desc(&self, flags: u32) -> VirResult<String> {
-        xml_desc(
-            &self.ctx,
-            &self.config,
-            self.live.as_ref(),
-            self.id,
-            flags,
-        )
+        xml_desc(&self.ctx, &self.config, self.live.as_ref(), self.id, flags)
     }
 
     fn sync_directory(&self) {
