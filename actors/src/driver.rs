@@ -672,12 +672,20 @@ async fn reload_domain(
                 });
             }
             Ok(None) | Err(_) => {
-                // The guest is gone: drop the record; the domain is shut off.
+                // The guest is gone: drop the record; the domain is shut off, without
+                // an event. libvirt's qemu driver gives reason "crashed" when it cannot
+                // reconnect to a QEMU started with -no-shutdown (ours always is); the
+                // test driver has no such case and says "unknown".
                 let _ = store.remove_status(StoredKind::Domain, name);
-                initial = StateReason::new(
-                    DomainState::Shutoff,
-                    vireo_messages::state::shutoff::UNKNOWN,
-                );
+                let reason = match ctx.hv.flavour() {
+                    vireo_drivers::hypervisor::Flavour::Qemu => {
+                        vireo_messages::state::shutoff::CRASHED
+                    }
+                    vireo_drivers::hypervisor::Flavour::Test => {
+                        vireo_messages::state::shutoff::UNKNOWN
+                    }
+                };
+                initial = StateReason::new(DomainState::Shutoff, reason);
                 if config.is_none() {
                     return Ok(());
                 }
