@@ -122,8 +122,12 @@ fn pongs_keep_a_client_and_pings_are_answered() {
 #[test]
 fn max_clients_holds_new_connections_until_one_leaves() {
     let d = Daemon::start_with(&["--max-clients", "2"]);
-    // wait_ready's probe connection may still hold a slot for a moment.
-    std::thread::sleep(Duration::from_millis(100));
+    // wait_ready's probe connection holds a slot until the daemon sees it close.
+    let t = Instant::now();
+    while !d.log().contains("client gone") {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", d.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut a = connect(&d);
     handshake(&mut a);
     let mut b = connect(&d);
