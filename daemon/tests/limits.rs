@@ -218,3 +218,40 @@ fn max_client_requests_stops_reading_until_replies_go_out() {
         got += 1;
     }
 }
+
+#[test]
+fn python_with_an_event_loop_answers_pings_and_stays() {
+    if !common::have_python_libvirt() {
+        return;
+    }
+    let d = Daemon::start_with(&["--keepalive-interval", "1", "--keepalive-count", "1"]);
+    let script = r#"
+import sys, threading, time
+import libvirt
+libvirt.virEventRegisterDefaultImpl()
+def loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+threading.Thread(target=loop, daemon=True).start()
+c = libvirt.open(sys.argv[1])
+# Silent for longer than the daemon's 1 s + 1 unanswered PING allowance.
+time.sleep(3.5)
+assert c.isAlive() == 1
+assert c.getType() == 'TEST'
+print('OK')
+"#;
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", script, &d.uri()])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "OK",
+        "{}\n{}\nlog:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+        d.log()
+    );
+    // The daemon did ping it, and did not drop it.
+    assert!(d.log().contains("sending keepalive request"), "{}", d.log());
+    assert!(!d.log().contains("keepalive timeout"), "{}", d.log());
+}
