@@ -23,8 +23,11 @@ use crate::directory::{DomainEntry, Owner, Route};
 use crate::domain::{DomainInfo, DomainMsg, JobRequest, dormant_info, xml_desc};
 use crate::driver::{Defined, DriverCtx, DriverMsg, no_domain};
 use crate::helper::HelperTask;
+use crate::iface::Interfaces;
 use crate::network::{DriverNetMsg, NetMsg, NetworkEntry, no_network};
+use crate::nodedev::NodeDevices;
 use crate::pool::{DriverPoolMsg, PoolEntry, PoolInfo, PoolMsg, VolKey, VolumeInfo, no_pool};
+use crate::secret::Secrets;
 
 /// A driver instance as connections hold it. A private instance is retired when the
 /// last connection holding it goes away.
@@ -32,12 +35,18 @@ pub struct DriverHandle {
     actor: ActorRef<DriverMsg>,
     ctx: Arc<DriverCtx>,
     private: bool,
+    node_devices: NodeDevices,
+    interfaces: Interfaces,
+    secrets: Secrets,
 }
 
 impl DriverHandle {
     pub(crate) fn new(actor: ActorRef<DriverMsg>, ctx: Arc<DriverCtx>, private: bool) -> Self {
         DriverHandle {
             actor,
+            node_devices: NodeDevices::new(ctx.clone()),
+            interfaces: Interfaces::new(ctx.clone()),
+            secrets: Secrets::new(ctx.clone()),
             ctx,
             private,
         }
@@ -133,6 +142,27 @@ impl Connection {
             .cast(make(tx))
             .map_err(|_| driver_gone(self.ctx()))?;
         rx.await.map_err(|_| driver_gone(self.ctx()))?
+    }
+
+    /// The instance's node devices.
+    pub fn node_devices(&self) -> &NodeDevices {
+        &self.drv.node_devices
+    }
+
+    /// The instance's host interfaces.
+    pub fn interfaces(&self) -> &Interfaces {
+        &self.drv.interfaces
+    }
+
+    /// The instance's secrets.
+    pub fn secrets(&self) -> &Secrets {
+        &self.drv.secrets
+    }
+
+    /// The directory for this instance's own files (its store's definitions root,
+    /// e.g. `STATE/test`); `None` for in-memory instances.
+    pub fn state_dir(&self) -> Option<&std::path::Path> {
+        self.ctx().store.as_ref().map(|s| s.config_root())
     }
 
     /// The URI this connection serves.
