@@ -8,10 +8,15 @@
 //! filesystem can shortcut them) into a pipe enlarged to 1 MiB, as the daemon's pipe is.
 //!
 //! For each of: helper (buffered), `dd` (buffered), helper with `O_DIRECT`,
-//! `dd oflag=direct`, it runs `VIREO_BENCH_RUNS` (default 4, one per variant so each starts a round once) copies of `VIREO_BENCH_MIB`
-//! (default 512) MiB into a fresh file in `VIREO_BENCH_DIR` (default the temp dir, i.e. the
-//! disk on this machine kind), interleaving the variants after a warm-up, takes the median and the best wall time (fdatasync included; on a shared machine
-//! the best run is the steadier estimate), and prints MiB/s and the ratios helper / dd. The file is removed after each run.
+//! `dd oflag=direct`, it runs `VIREO_BENCH_RUNS` (default 4) copies of `VIREO_BENCH_MIB`
+//! (default 512) MiB into a fresh file in `VIREO_BENCH_DIR` (default the temp dir, i.e.
+//! the disk on this machine kind). Variants are interleaved after a warm-up, and each
+//! round starts with the next variant, because whichever ran first in a round was several
+//! times slower here. It prints the median and the best wall time (fdatasync included; on
+//! a shared machine the best run is the steadier estimate) as MiB/s, and the ratios
+//! helper / dd. The file is removed and `sync` run after each copy.
+//! `VIREO_BENCH_ONLY=helper|dd|direct|buffered` keeps some variants,
+//! `VIREO_BENCH_VERBOSE=1` prints every run.
 //!
 //! Run: `cargo bench -p vireo-benches --bench iohelper`.
 
