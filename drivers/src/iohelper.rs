@@ -608,6 +608,25 @@ impl Drop for PartialImage<'_> {
     }
 }
 
+/// Removes the image at `path` if it is an interrupted save ([`saveimage::is_partial`]:
+/// partial magic, or a header cut short by a crash), and syncs the directory; returns
+/// whether it removed it. A missing file is not an error (`Ok(false)`). A restarted
+/// daemon calls it for every save path it may have been writing.
+pub fn remove_if_partial(path: &Path) -> io::Result<bool> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if !saveimage::is_partial(&file)? {
+        return Ok(false);
+    }
+    drop(file);
+    std::fs::remove_file(path)?;
+    sync_dir(path)?;
+    Ok(true)
+}
+
 /// `fsync()`s the directory that contains `path`, so a created or removed entry is durable.
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     let dir = match path.parent() {
@@ -671,8 +690,17 @@ where
             }
         }
     }
-    saveimage::finalize(&file).map_err(|e| IoHelperError::io(IoOp::Finalize, e).at(path))?;
-    sync_dir(path).map_err(|e| IoHelperError::io(IoOp::SyncDir, e).at(path))?;
+    // The syncs can take a while on slow storage: keep them off the async workers.
+    let owned = path.to_path_buf();
+    let file = file
+        .try_clone()
+        .map_err(|e| IoHelperError::io(IoOp::Open, e).at(path))?;
+    let finish = tokio::task::spawn_blocking(move || {
+        saveimage::finalize(&file).map_err(|e| IoHelperError::io(IoOp::Finalize, e).at(&owned))?;
+        sync_dir(&owned).map_err(|e| IoHelperError::io(IoOp::SyncDir, e).at(&owned))?;
+        Ok(0)
+    });
+    join_helper(finish.await)?;
     guard.armed = false;
     Ok(copied.unwrap_or(0))
 }

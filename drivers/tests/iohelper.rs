@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use vireo_drivers::iohelper::{
     CopyOptions, IoHelperError, IoOp, PIPE_CAPACITY, copy_stream, feed_stream, pipe_with_capacity,
-    restore_source, save_to_image,
+    remove_if_partial, restore_source, save_to_image,
 };
 use vireo_drivers::saveimage::{self, SaveHeader, SaveImageError};
 
@@ -482,8 +482,25 @@ fn restore_source_refuses_partial_truncated_corrupt_and_foreign_images() {
     );
     assert!(saveimage::is_partial(&File::open(&partial).unwrap()).unwrap());
 
+    // What a restarted daemon does with it; a complete image and a foreign file stay.
+    let copy = dir.path().join("partial-copy.save");
+    std::fs::copy(&partial, &copy).unwrap();
+    assert!(remove_if_partial(&copy).unwrap());
+    assert!(!copy.exists());
+    assert!(
+        !remove_if_partial(&copy).unwrap(),
+        "a missing file is not an error"
+    );
+    std::fs::write(&copy, b"").unwrap();
+    assert!(
+        remove_if_partial(&copy).unwrap(),
+        "an empty file is a save that died at once"
+    );
+
     // Complete it, then damage copies of it in different ways.
     saveimage::finalize(&f).unwrap();
+    assert!(!remove_if_partial(&partial).unwrap());
+    assert!(partial.exists());
     let good = std::fs::read(&partial).unwrap();
     restore_source(&partial).unwrap();
     let write = |name: &str, bytes: &[u8]| -> PathBuf {
