@@ -789,3 +789,37 @@ async fn full_tmpfs_fails_at_write_and_save_leaves_no_file() {
     );
     assert!(!path.exists(), "a failed save must not leave an image");
 }
+
+/// The helper actor runs its work as a `Send` future: the async API must fit.
+#[test]
+fn helper_futures_are_send() {
+    fn assert_send<T: Send>(_: T) {}
+    let (r, _w) = pipe_with_capacity(4096).unwrap();
+    let (r2, _w2) = pipe_with_capacity(4096).unwrap();
+    let (r3, w3) = pipe_with_capacity(4096).unwrap();
+    let f = tempfile::tempfile().unwrap();
+    let (_tx, rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    assert_send(async move {
+        let path = PathBuf::from("/nonexistent/x.save");
+        let header = SaveHeader::new(XML, true);
+        let verdict = async { rx.await.unwrap_or_else(|_| Err("gone".into())) };
+        save_to_image(
+            r,
+            &path,
+            &header,
+            CopyOptions::default(),
+            progress(),
+            verdict,
+        )
+        .await
+    });
+    assert_send(async move { copy_stream(r2, &f, 0, CopyOptions::default(), progress()).await });
+    assert_send(feed_stream(
+        tempfile::tempfile().unwrap(),
+        0,
+        w3,
+        CopyOptions::default(),
+        progress(),
+    ));
+    drop(r3);
+}
