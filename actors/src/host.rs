@@ -1,10 +1,12 @@
-//! The host: the event hub, the shared `test:///default` driver instance, and private
+//! The host: the event hub, the shared `test:///default` driver instance, the shared
+//! `qemu:///system` instance when a QEMU hypervisor is configured, and private
 //! instances opened per connection.
 //!
 //! The host's persistent state lives under the configured state directory:
-//! `STATE/test/…` for the shared test instance's definitions and `STATE/run/test/…` for
-//! its runtime status records (see [`vireo_drivers::store`]). A host started again on
-//! the same directory finds every persistent object and every guest that still runs.
+//! `STATE/<driver>/…` for an instance's definitions and `STATE/run/<driver>/…` for its
+//! runtime status records (see [`vireo_drivers::store`]), `<driver>` being `test` or
+//! `qemu`. A host started again on the same directory finds every persistent object and
+//! reattaches to every guest that still runs.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use vireo_bus::{Filter, Hub, HubConfig, Subscription};
 use vireo_drivers::hypervisor::Hypervisor;
 use vireo_drivers::store::Store;
 use vireo_drivers::test::TestHypervisor;
-use vireo_drivers::testdata::{TestConfig, TestUriTarget, parse_test_uri};
+use vireo_drivers::testdata::{NodeInfo, TestConfig, TestUriTarget, parse_test_uri};
 use vireo_messages::{ErrorCode, ErrorDomain, VirError, VirResult};
 
 use crate::driver::{DriverActor, DriverSpec};
@@ -36,6 +38,9 @@ pub struct HostConfig {
     pub test_hypervisor: Option<Arc<dyn Hypervisor>>,
     /// Start autostart objects when the host starts.
     pub autostart: bool,
+    /// The hypervisor behind `qemu:///system` (and `qemu:///session`, which opens the
+    /// same instance); `None` means the qemu driver is not available.
+    pub qemu: Option<Arc<dyn Hypervisor>>,
 }
 
 impl HostConfig {
@@ -47,6 +52,7 @@ impl HostConfig {
             hub: HubConfig::default(),
             test_hypervisor: None,
             autostart: true,
+            qemu: None,
         }
     }
 }
@@ -76,6 +82,7 @@ struct HostInner {
     cfg: HostConfig,
     hub: Hub,
     default_test: Arc<DriverHandle>,
+    qemu: Option<Arc<DriverHandle>>,
     next_origin: AtomicU32,
 }
 
@@ -115,12 +122,40 @@ impl Host {
                 uri: "test:///default".into(),
                 reason: e.message,
             })?;
+        let qemu = match &cfg.qemu {
+            Some(hv) => {
+                let mut seed = TestConfig::empty();
+                seed.node = NodeInfo::from_host();
+                let spec = DriverSpec {
+                    origin: QEMU_ORIGIN,
+                    uri: "qemu:///system".into(),
+                    hv: hv.clone(),
+                    store: Some(Store::new(
+                        cfg.state_dir.join("qemu"),
+                        cfg.state_dir.join("run/qemu"),
+                    )),
+                    seed,
+                    hub: hub.clone(),
+                    job_wait: cfg.job_wait,
+                    autostart: cfg.autostart,
+                };
+                let h = start_driver(spec, false)
+                    .await
+                    .map_err(|e| HostError::Driver {
+                        uri: "qemu:///system".into(),
+                        reason: e.message,
+                    })?;
+                Some(Arc::new(h))
+            }
+            None => None,
+        };
         Ok(Host {
             inner: Arc::new(HostInner {
                 cfg,
                 hub,
                 default_test: Arc::new(default_test),
-                next_origin: AtomicU32::new(1),
+                qemu,
+                next_origin: AtomicU32::new(QEMU_ORIGIN + 1),
             }),
         })
     }
@@ -150,6 +185,14 @@ impl Host {
                     Ok(Connection::new(Arc::new(h)))
                 }
             },
+            "qemu" => match (qemu_instance_uri(uri), &self.inner.qemu) {
+                (true, Some(h)) => Ok(Connection::new(h.clone())),
+                _ => Err(VirError::with(
+                    ErrorCode::NoConnect,
+                    ErrorDomain::None,
+                    uri.to_string(),
+                )),
+            },
             _ => Err(VirError::with(
                 ErrorCode::NoConnect,
                 ErrorDomain::None,
@@ -177,7 +220,25 @@ impl Host {
     /// host started again on the same state directory reattaches to them.
     pub async fn shutdown(&self) {
         self.inner.default_test.retire().await;
+        if let Some(q) = &self.inner.qemu {
+            q.retire().await;
+        }
     }
+}
+
+/// Event origin of the shared `qemu:///system` instance (`test:///default` is 0,
+/// private instances count up from here).
+const QEMU_ORIGIN: u32 = 1;
+
+/// Whether `uri` names the host's qemu instance: `qemu:///system` or `qemu:///session`
+/// (one vireod runs one qemu instance; see docs/differences.md).
+fn qemu_instance_uri(uri: &str) -> bool {
+    let path = uri.strip_prefix("qemu://").unwrap_or("");
+    let path = path.split('?').next().unwrap_or("");
+    matches!(
+        path,
+        "/system" | "/session" | "localhost/system" | "localhost/session"
+    )
 }
 
 async fn start_driver(spec: DriverSpec, private: bool) -> VirResult<DriverHandle> {

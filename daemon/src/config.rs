@@ -23,9 +23,47 @@ pub struct Args {
     /// Log filter (tracing's env-filter syntax, e.g. `info` or `vireo_daemon=debug`).
     #[arg(long)]
     pub log_level: Option<String>,
-    /// TOML configuration file with the keys `state_dir`, `listen_tcp`, `log_level`.
+    /// TOML configuration file with the keys `state_dir`, `listen_tcp`, `log_level`,
+    /// `keepalive_interval`, `keepalive_count`, `max_clients`, `max_client_requests`,
+    /// `qemu` ("auto", "on", "off"), `qemu_emulator`.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Seconds of silence from a client (that asked for keepalive) before the daemon
+    /// sends it a PING; 0 or less disables the daemon's pings (libvirtd default 5).
+    #[arg(long, allow_hyphen_values = true)]
+    pub keepalive_interval: Option<i32>,
+    /// Unanswered PINGs after which the client is dropped (libvirtd default 5).
+    #[arg(long)]
+    pub keepalive_count: Option<u32>,
+    /// Most clients connected at once; further connections wait in the listen backlog
+    /// until one leaves (libvirtd default 5000).
+    #[arg(long)]
+    pub max_clients: Option<usize>,
+    /// Most calls of one client in flight at once; the daemon stops reading from a
+    /// client that reaches it until a reply goes out (libvirtd default 5).
+    #[arg(long)]
+    pub max_client_requests: Option<usize>,
+    /// The qemu driver (`qemu:///system`): `auto` enables it when the emulator exists,
+    /// `on` requires it, `off` disables it.
+    #[arg(long, value_enum)]
+    pub qemu: Option<QemuMode>,
+    /// The QEMU binary for domains whose XML names no `<emulator>`
+    /// (default: qemu-system-x86_64 from PATH).
+    #[arg(long)]
+    pub qemu_emulator: Option<PathBuf>,
+}
+
+/// Whether vireod runs the qemu driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum QemuMode {
+    /// When the emulator binary exists.
+    #[default]
+    Auto,
+    /// Always; vireod refuses to start without the emulator.
+    On,
+    /// Never: `qemu:///` URIs get "no connection driver available".
+    Off,
 }
 
 /// The keys a configuration file may set.
@@ -38,6 +76,51 @@ pub struct FileConfig {
     pub listen_tcp: Option<SocketAddr>,
     /// Log filter.
     pub log_level: Option<String>,
+    /// Keepalive interval in seconds.
+    pub keepalive_interval: Option<i32>,
+    /// Keepalive count.
+    pub keepalive_count: Option<u32>,
+    /// Client limit.
+    pub max_clients: Option<usize>,
+    /// In-flight calls per client.
+    pub max_client_requests: Option<usize>,
+    /// `auto`, `on` or `off`.
+    pub qemu: Option<QemuMode>,
+    /// The default QEMU binary.
+    pub qemu_emulator: Option<PathBuf>,
+}
+
+/// libvirtd's default keepalive interval (seconds).
+pub const DEFAULT_KEEPALIVE_INTERVAL: i32 = 5;
+/// libvirtd's default keepalive count.
+pub const DEFAULT_KEEPALIVE_COUNT: u32 = 5;
+/// libvirtd's default `max_clients`.
+pub const DEFAULT_MAX_CLIENTS: usize = 5000;
+/// libvirtd's default `max_client_requests`.
+pub const DEFAULT_MAX_CLIENT_REQUESTS: usize = 5;
+
+/// Per-client limits and keepalive settings, as libvirtd's `libvirtd.conf` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Seconds of client silence before a PING; `<= 0` disables the daemon's pings.
+    pub keepalive_interval: i32,
+    /// Unanswered PINGs before the client is dropped.
+    pub keepalive_count: u32,
+    /// Clients connected at once.
+    pub max_clients: usize,
+    /// Calls in flight per client.
+    pub max_client_requests: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_count: DEFAULT_KEEPALIVE_COUNT,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_client_requests: DEFAULT_MAX_CLIENT_REQUESTS,
+        }
+    }
 }
 
 /// The effective configuration.
@@ -49,6 +132,12 @@ pub struct Config {
     pub listen_tcp: Option<SocketAddr>,
     /// Log filter, if set by a flag or the file (otherwise `RUST_LOG`, then `info`).
     pub log_level: Option<String>,
+    /// Limits and keepalive.
+    pub limits: Limits,
+    /// Whether to run the qemu driver.
+    pub qemu: QemuMode,
+    /// The default QEMU binary, if set.
+    pub qemu_emulator: Option<PathBuf>,
 }
 
 /// Why the configuration is unusable.
@@ -70,6 +159,9 @@ pub enum ConfigError {
         /// Why.
         source: toml::de::Error,
     },
+    /// A limit that must be at least 1 is 0.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
     /// No state directory anywhere.
     #[error("no state directory: pass --state-dir DIR or set state_dir in the configuration file")]
     NoStateDir,
@@ -96,7 +188,33 @@ impl Config {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
         };
+        let d = Limits::default();
+        let limits = Limits {
+            keepalive_interval: args
+                .keepalive_interval
+                .or(file.keepalive_interval)
+                .unwrap_or(d.keepalive_interval),
+            keepalive_count: args
+                .keepalive_count
+                .or(file.keepalive_count)
+                .unwrap_or(d.keepalive_count),
+            max_clients: args
+                .max_clients
+                .or(file.max_clients)
+                .unwrap_or(d.max_clients),
+            max_client_requests: args
+                .max_client_requests
+                .or(file.max_client_requests)
+                .unwrap_or(d.max_client_requests),
+        };
+        if limits.max_clients == 0 {
+            return Err(ConfigError::Zero("max_clients"));
+        }
+        if limits.max_client_requests == 0 {
+            return Err(ConfigError::Zero("max_client_requests"));
+        }
         Ok(Config {
+            limits,
             state_dir: args
                 .state_dir
                 .clone()
@@ -104,6 +222,8 @@ impl Config {
                 .ok_or(ConfigError::NoStateDir)?,
             listen_tcp: args.listen_tcp.or(file.listen_tcp),
             log_level: args.log_level.clone().or(file.log_level),
+            qemu: args.qemu.or(file.qemu).unwrap_or_default(),
+            qemu_emulator: args.qemu_emulator.clone().or(file.qemu_emulator),
         })
     }
 }
@@ -143,6 +263,81 @@ mod tests {
             Config::from_args(&args).unwrap().state_dir,
             PathBuf::from("/x")
         );
+    }
+
+    #[test]
+    fn qemu_mode_from_file_and_flags() {
+        let c = Config::from_args(&Args::parse_from(["vireod", "--state-dir", "/x"])).unwrap();
+        assert_eq!(c.qemu, QemuMode::Auto);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("v.toml");
+        std::fs::write(
+            &f,
+            "state_dir = \"/s\"\nqemu = \"off\"\nqemu_emulator = \"/q\"\n",
+        )
+        .unwrap();
+        let c = Config::from_args(&Args::parse_from([
+            "vireod",
+            "--config",
+            f.to_str().unwrap(),
+        ]))
+        .unwrap();
+        assert_eq!(c.qemu, QemuMode::Off);
+        assert_eq!(c.qemu_emulator, Some(PathBuf::from("/q")));
+        let c = Config::from_args(&Args::parse_from([
+            "vireod",
+            "--config",
+            f.to_str().unwrap(),
+            "--qemu",
+            "on",
+        ]))
+        .unwrap();
+        assert_eq!(c.qemu, QemuMode::On);
+    }
+
+    #[test]
+    fn limits_default_to_libvirtd_and_merge() {
+        let c = Config::from_args(&Args::parse_from(["vireod", "--state-dir", "/x"])).unwrap();
+        assert_eq!(
+            c.limits,
+            Limits {
+                keepalive_interval: 5,
+                keepalive_count: 5,
+                max_clients: 5000,
+                max_client_requests: 5
+            }
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("v.toml");
+        std::fs::write(
+            &f,
+            "state_dir = \"/s\"\nkeepalive_interval = 2\nkeepalive_count = 3\nmax_clients = 7\nmax_client_requests = 9\n",
+        )
+        .unwrap();
+        let args = Args::parse_from([
+            "vireod",
+            "--config",
+            f.to_str().unwrap(),
+            "--keepalive-interval",
+            "-1",
+            "--max-clients",
+            "2",
+        ]);
+        let c = Config::from_args(&args).unwrap();
+        assert_eq!(
+            c.limits,
+            Limits {
+                keepalive_interval: -1,
+                keepalive_count: 3,
+                max_clients: 2,
+                max_client_requests: 9
+            }
+        );
+        let args = Args::parse_from(["vireod", "--state-dir", "/x", "--max-client-requests", "0"]);
+        assert!(matches!(
+            Config::from_args(&args),
+            Err(ConfigError::Zero("max_client_requests"))
+        ));
     }
 
     #[test]

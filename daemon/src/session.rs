@@ -11,16 +11,32 @@
 //! 28 or above 32 MiB + 4, or an undecodable header) closes the connection without an
 //! answer; an unknown program or version gets an RPC error reply; REPLY/STREAM packets
 //! from the client are ignored; a keepalive PING gets a PONG.
+//!
+//! Keepalive, as libvirtd's virkeepalive does it: once the client has asked
+//! CONNECT_SUPPORTS_FEATURE(KEEPALIVE), the daemon sends a PING after
+//! `keepalive_interval` seconds without any packet from the client, then one PING per
+//! interval; any packet from the client resets the count. When `keepalive_count` PINGs
+//! went unanswered and one more interval passed, the connection is dropped (no answer
+//! to calls in flight). Clients that never asked are never pinged.
+//!
+//! In-flight limit, as libvirtd's `max_client_requests`: the reader takes a slot before
+//! it reads each packet; a CALL keeps its slot until its reply has been written, other
+//! packets give it back at once. A client with every slot taken is not read from until
+//! a reply goes out (logged once per client).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
+use std::collections::HashMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use vireo_actors::{Connection, Host};
 use vireo_messages::{ErrorCode, ErrorDomain, VirError, VirResult};
 use vireo_wire::packet::{
@@ -29,8 +45,60 @@ use vireo_wire::packet::{
 };
 use vireo_wire::{Header, Packet, RemoteError};
 
+use crate::config::Limits;
 use crate::procs;
 use crate::procs::events::EventState;
+
+/// One frame for the writer, with the in-flight slot it frees once written.
+pub struct Outgoing {
+    frame: Bytes,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl From<Bytes> for Outgoing {
+    fn from(frame: Bytes) -> Outgoing {
+        Outgoing { frame, slot: None }
+    }
+}
+
+impl Outgoing {
+    /// A frame that holds `slot` until it has been written (stream flow control).
+    pub fn with_slot(frame: Bytes, slot: OwnedSemaphorePermit) -> Outgoing {
+        Outgoing {
+            frame,
+            slot: Some(slot),
+        }
+    }
+}
+
+/// A STREAM packet from the client for an open stream, with the in-flight slot it
+/// holds until the stream has consumed it (so a slow consumer throttles the reader).
+pub struct StreamIn {
+    /// The packet (type STREAM or STREAM_HOLE, status CONTINUE/OK/ERROR).
+    pub packet: Packet,
+    /// Released when dropped.
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// What a stream procedure gets when it opens its stream.
+pub struct StreamIo {
+    /// The client's packets for this stream, in order; closed with the connection.
+    pub rx: mpsc::UnboundedReceiver<StreamIn>,
+    /// Fires once the call's REPLY is queued, so stream data goes out after it.
+    pub replied: oneshot::Receiver<()>,
+    /// The writer, for stream packets (an [`Outgoing`] may carry a flow-control slot).
+    pub out: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// The keepalive bookkeeping (libvirt's `intervalStart` and `countToDeath`).
+struct Keepalive {
+    /// The client asked for keepalive: the daemon pings it.
+    started: bool,
+    /// When the current interval began (last packet from the client, or last PING).
+    interval_start: Instant,
+    /// PINGs still allowed to go unanswered.
+    count_to_death: u32,
+}
 
 /// How a session was accepted.
 #[derive(Debug, Clone, Copy)]
@@ -51,9 +119,14 @@ pub struct Session {
     pub id: u64,
     conn: Mutex<Option<Connection>>,
     read_only: AtomicBool,
-    out: mpsc::UnboundedSender<Bytes>,
+    out: mpsc::UnboundedSender<Outgoing>,
     /// Event registrations and the event pump.
     pub events: Mutex<EventState>,
+    limits: Limits,
+    keepalive: Mutex<Keepalive>,
+    keepalive_start: Notify,
+    streams: Mutex<HashMap<u32, mpsc::UnboundedSender<StreamIn>>>,
+    reply_hooks: Mutex<HashMap<u32, oneshot::Sender<()>>>,
 }
 
 impl Session {
@@ -88,12 +161,119 @@ impl Session {
 
     /// Queues a whole frame for the writer.
     pub fn send(&self, frame: Bytes) {
-        let _ = self.out.send(frame);
+        let _ = self.out.send(frame.into());
     }
 
     /// A sender for the writer, for the event pump.
-    pub fn sender(&self) -> mpsc::UnboundedSender<Bytes> {
+    pub fn sender(&self) -> mpsc::UnboundedSender<Outgoing> {
         self.out.clone()
+    }
+
+    /// The client asked for keepalive (CONNECT_SUPPORTS_FEATURE 10): from now on the
+    /// daemon pings it when it is silent, unless pings are disabled by configuration.
+    pub fn start_keepalive(&self) {
+        let mut k = self.keepalive.lock().unwrap_or_else(|e| e.into_inner());
+        if !k.started && self.limits.keepalive_interval > 0 {
+            k.started = true;
+            self.keepalive_start.notify_one();
+        }
+    }
+
+    /// Opens the stream of the call with serial `serial`: the client's STREAM packets
+    /// with that serial are routed to the returned receiver until [`Session::close_stream`].
+    pub fn open_stream(&self, serial: u32) -> StreamIo {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (hook, replied) = oneshot::channel();
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(serial, tx);
+        self.reply_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(serial, hook);
+        StreamIo {
+            rx,
+            replied,
+            out: self.out.clone(),
+        }
+    }
+
+    /// Forgets a stream: later packets with its serial are dropped (as libvirt does).
+    pub fn close_stream(&self, serial: u32) {
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&serial);
+    }
+
+    fn route_stream(&self, packet: Packet, slot: OwnedSemaphorePermit) {
+        let serial = packet.header.serial;
+        let tx = self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&serial)
+            .cloned();
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(StreamIn { packet, slot });
+            }
+            None => debug!(
+                session = self.id,
+                serial, "stream packet for no open stream dropped"
+            ),
+        }
+    }
+
+    /// A packet arrived from the client: the keepalive count starts over.
+    fn packet_received(&self) {
+        let mut k = self.keepalive.lock().unwrap_or_else(|e| e.into_inner());
+        k.interval_start = Instant::now();
+        k.count_to_death = self.limits.keepalive_count;
+    }
+}
+
+/// Pings a silent client and cancels `dead` when it stopped answering; ends when
+/// `done` (the session is over) or `dead` is cancelled.
+async fn keepalive_loop(s: Arc<Session>, dead: CancellationToken, done: CancellationToken) {
+    tokio::select! {
+        _ = done.cancelled() => return,
+        _ = dead.cancelled() => return,
+        _ = s.keepalive_start.notified() => {}
+    }
+    let interval = Duration::from_secs(s.limits.keepalive_interval.max(1) as u64);
+    loop {
+        let due = s
+            .keepalive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .interval_start
+            + interval;
+        tokio::select! {
+            _ = done.cancelled() => return,
+            _ = dead.cancelled() => return,
+            _ = tokio::time::sleep_until(due) => {}
+        }
+        let now = Instant::now();
+        let mut k = s.keepalive.lock().unwrap_or_else(|e| e.into_inner());
+        if now.duration_since(k.interval_start) < interval {
+            continue;
+        }
+        if k.count_to_death == 0 {
+            warn!(
+                session = s.id,
+                "connection closed due to keepalive timeout: no answer to {} keepalive messages",
+                s.limits.keepalive_count
+            );
+            dead.cancel();
+            return;
+        }
+        k.count_to_death -= 1;
+        k.interval_start = now;
+        drop(k);
+        debug!(session = s.id, "sending keepalive request");
+        s.send(packet::keepalive_ping());
     }
 }
 
@@ -124,9 +304,23 @@ async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R) -> std::io::Result<Option<
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::UnboundedReceiver<Bytes>) {
-    while let Some(frame) = rx.recv().await {
-        if let Err(e) = wr.write_all(&frame).await {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    dead: CancellationToken,
+) {
+    loop {
+        let out = tokio::select! {
+            _ = dead.cancelled() => break,
+            o = rx.recv() => match o { Some(o) => o, None => break },
+        };
+        let r = tokio::select! {
+            _ = dead.cancelled() => break,
+            r = wr.write_all(&out.frame) => r,
+        };
+        // The slot is free once the reply is on its way.
+        drop(out.slot);
+        if let Err(e) = r {
             debug!("write failed: {e}");
             break;
         }
@@ -141,13 +335,21 @@ pub fn rpc_error(text: impl Into<String>) -> VirError {
 
 /// Serves one client until it disconnects, sends bad framing, or `shutdown` fires; in
 /// every case the calls already read are answered before the connection closes.
-pub async fn run<S>(stream: S, host: Host, listener: Listener, id: u64, shutdown: CancellationToken)
-where
+pub async fn run<S>(
+    stream: S,
+    host: Host,
+    listener: Listener,
+    limits: Limits,
+    id: u64,
+    shutdown: CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut rd, wr) = tokio::io::split(stream);
     let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_loop(wr, rx));
+    // Cancelled when keepalive gives up on the client: drop it without further ado.
+    let dead = CancellationToken::new();
+    let writer = tokio::spawn(write_loop(wr, rx, dead.clone()));
     let session = Arc::new(Session {
         host,
         listener,
@@ -156,16 +358,56 @@ where
         read_only: AtomicBool::new(listener.read_only),
         out: tx,
         events: Mutex::new(EventState::default()),
+        limits,
+        keepalive: Mutex::new(Keepalive {
+            started: false,
+            interval_start: Instant::now(),
+            count_to_death: limits.keepalive_count,
+        }),
+        keepalive_start: Notify::new(),
+        streams: Mutex::new(HashMap::new()),
+        reply_hooks: Mutex::new(HashMap::new()),
     });
+    // Cancelled when the session is over, to stop the pinger.
+    let done = CancellationToken::new();
+    let pinger = tokio::spawn(keepalive_loop(session.clone(), dead.clone(), done.clone()));
+    let slots = Arc::new(Semaphore::new(limits.max_client_requests.max(1)));
+    let mut warned = false;
     let calls = TaskTracker::new();
     debug!(session = id, "client connected");
     loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if !warned {
+                    warned = true;
+                    warn!(
+                        session = id,
+                        "client hit the max_client_requests limit ({}): not reading from it \
+                         until a reply goes out (this may cause keepalive timeouts)",
+                        limits.max_client_requests
+                    );
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = dead.cancelled() => break,
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let frame = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = dead.cancelled() => break,
             r = read_frame(&mut rd) => r,
         };
         match frame {
-            Ok(Some(packet)) => handle_packet(&session, packet, &calls),
+            Ok(Some(packet)) => {
+                session.packet_received();
+                handle_packet(&session, packet, &calls, slot);
+            }
             Ok(None) => break,
             Err(e) => {
                 info!(session = id, "closing the connection: {e}");
@@ -174,15 +416,31 @@ where
         }
     }
     calls.close();
-    calls.wait().await;
+    if !dead.is_cancelled() {
+        // Answer the calls already read (a dead client gets nothing more).
+        calls.wait().await;
+    }
     procs::events::stop(&session);
     session.set_conn(None, false);
+    // Open streams see their channel close and give up.
+    session
+        .streams
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    done.cancel();
+    let _ = pinger.await;
     drop(session);
     let _ = writer.await;
     debug!(session = id, "client gone");
 }
 
-fn handle_packet(session: &Arc<Session>, packet: Packet, calls: &TaskTracker) {
+fn handle_packet(
+    session: &Arc<Session>,
+    packet: Packet,
+    calls: &TaskTracker,
+    slot: OwnedSemaphorePermit,
+) {
     let h = packet.header;
     match h.kind {
         MessageType::Call => {}
@@ -203,7 +461,11 @@ fn handle_packet(session: &Arc<Session>, packet: Packet, calls: &TaskTracker) {
             }
             return;
         }
-        // Replies, stream packets and holes from a client are ignored (no streams yet).
+        MessageType::Stream | MessageType::StreamHole if h.prog == REMOTE_PROGRAM => {
+            session.route_stream(packet, slot);
+            return;
+        }
+        // Replies (and stream packets of other programs) from a client are ignored.
         _ => return,
     }
     if h.prog != REMOTE_PROGRAM || h.vers != PROTOCOL_VERSION {
@@ -214,7 +476,19 @@ fn handle_packet(session: &Arc<Session>, packet: Packet, calls: &TaskTracker) {
     let s = session.clone();
     calls.spawn(async move {
         let frame = procs::call(&s, h, packet.payload).await;
-        s.send(frame);
+        let _ = s.out.send(Outgoing {
+            frame,
+            slot: Some(slot),
+        });
+        // A stream procedure waits for its REPLY to be queued before sending data.
+        let hook = s
+            .reply_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&h.serial);
+        if let Some(hook) = hook {
+            let _ = hook.send(());
+        }
     });
 }
 

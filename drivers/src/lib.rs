@@ -10,11 +10,16 @@
 //!   failures and guest events);
 //! - [`testdata`]: the test driver's default node, objects and custom-file loader;
 //! - [`store`]: persistent definitions and runtime status records on disk, written
-//!   atomically.
+//!   atomically;
+//! - [`saveimage`]: libvirt's qemu and test-driver save image formats;
+//! - [`iohelper`]: the byte mover that copies a guest's saved state from a pipe into a
+//!   file and never reports success for data that is not synced.
 
 pub mod fake;
 pub mod hypervisor;
+pub mod iohelper;
 pub mod qemu;
+pub mod saveimage;
 pub mod store;
 pub mod test;
 pub mod testdata;

@@ -35,6 +35,7 @@ pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
         P::ConnectSupportsFeature => (|| {
             let a: ConnectSupportsFeatureArgs = args(payload)?;
             if a.feature == FEATURE_KEEPALIVE {
+                s.start_keepalive();
                 return ret(&ConnectSupportsFeatureRet { supported: 1 });
             }
             if !s.is_open() {

@@ -6,7 +6,8 @@
 //! (`origin`), that turns each matching event into one MESSAGE packet per matching
 //! registration (serial 1, status OK), in the payload forms of libvirt-rpc.md §10.2:
 //! callback forms (318 lifecycle, 319 reboot, 320 RTC change, ... 379 metadata, 315
-//! network lifecycle, 370/373 pool lifecycle/refresh) and, for legacy registrations
+//! network lifecycle, 370/373 pool lifecycle/refresh, 376/377 node device lifecycle/
+//! update, 382/383 secret lifecycle/value changed) and, for legacy registrations
 //! (105 and 167), the old 107/169/170 messages. Everything is dropped when the
 //! connection closes.
 
@@ -21,7 +22,9 @@ use vireo_messages::{ErrorCode, ErrorDomain, ObjectKind, Uuid, VirError, VirResu
 use vireo_wire::RemoteProc as P;
 use vireo_wire::packet::encode_event;
 use vireo_wire::procs::*;
-use vireo_wire::types::{NonnullDomain, NonnullNetwork, NonnullStoragePool};
+use vireo_wire::types::{
+    NonnullDomain, NonnullNetwork, NonnullNodeDevice, NonnullSecret, NonnullStoragePool,
+};
 
 use super::{Handled, args, ret, void};
 use crate::session::Session;
@@ -39,6 +42,8 @@ pub enum Family {
     Pool,
     /// Node device events (374).
     NodeDevice,
+    /// Secret events (380).
+    Secret,
 }
 
 /// One registration.
@@ -50,6 +55,8 @@ pub struct Registration {
     pub event_id: i32,
     /// Only events about this object.
     pub uuid: Option<Uuid>,
+    /// Only events about this node device (node devices have no uuid).
+    pub name: Option<String>,
 }
 
 /// A session's registrations and its pump.
@@ -92,7 +99,7 @@ fn register(s: &Arc<Session>, reg: Registration) -> VirResult<i32> {
                             frames_for(&stamped.event, &regs)
                         };
                         for f in frames {
-                            if out.send(f).is_err() {
+                            if out.send(f.into()).is_err() {
                                 return;
                             }
                         }
@@ -145,6 +152,7 @@ pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
                     family: Family::Domain,
                     event_id: a.event_id,
                     uuid: a.dom.map(|d| d.uuid),
+                    name: None,
                 },
             )?;
             ret(&CallbackIdRet { callback_id })
@@ -163,6 +171,7 @@ pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
                     family: Family::Network,
                     event_id: a.event_id,
                     uuid: a.net.map(|n| n.uuid),
+                    name: None,
                 },
             )?;
             ret(&CallbackIdRet { callback_id })
@@ -181,6 +190,7 @@ pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
                     family: Family::Pool,
                     event_id: a.event_id,
                     uuid: a.pool.map(|p| p.uuid),
+                    name: None,
                 },
             )?;
             ret(&CallbackIdRet { callback_id })
@@ -199,6 +209,7 @@ pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
                     family: Family::NodeDevice,
                     event_id: a.event_id,
                     uuid: None,
+                    name: a.dev.map(|d| d.name),
                 },
             )?;
             ret(&CallbackIdRet { callback_id })
@@ -206,6 +217,25 @@ pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
         P::ConnectNodeDeviceEventDeregisterAny => (|| {
             let a: CallbackIdArgs = args(payload)?;
             deregister(s, a.callback_id, |r| r.family == Family::NodeDevice)?;
+            void()
+        })(),
+        P::ConnectSecretEventRegisterAny => (|| {
+            let a: ConnectSecretEventRegisterAnyArgs = args(payload)?;
+            check_event_id(a.event_id, 1, "virConnectSecretEventRegisterAny")?;
+            let callback_id = register(
+                s,
+                Registration {
+                    family: Family::Secret,
+                    event_id: a.event_id,
+                    uuid: a.secret.map(|x| x.uuid),
+                    name: None,
+                },
+            )?;
+            ret(&CallbackIdRet { callback_id })
+        })(),
+        P::ConnectSecretEventDeregisterAny => (|| {
+            let a: CallbackIdArgs = args(payload)?;
+            deregister(s, a.callback_id, |r| r.family == Family::Secret)?;
             void()
         })(),
         // Legacy forms: at most one registration per event id.
@@ -224,6 +254,7 @@ pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
                         family: Family::LegacyDomain,
                         event_id,
                         uuid: None,
+                        name: None,
                     },
                 )?;
             }
@@ -273,6 +304,7 @@ pub fn frames_for(ev: &Event, regs: &BTreeMap<i32, Registration>) -> Vec<Bytes> 
         ObjectKind::Network => f == Family::Network,
         ObjectKind::StoragePool => f == Family::Pool,
         ObjectKind::NodeDevice => f == Family::NodeDevice,
+        ObjectKind::Secret => f == Family::Secret,
         _ => false,
     };
     let event_id = ev.kind.event_id();
@@ -283,6 +315,11 @@ pub fn frames_for(ev: &Event, regs: &BTreeMap<i32, Registration>) -> Vec<Bytes> 
         }
         if let Some(u) = r.uuid
             && obj.uuid != Some(u)
+        {
+            continue;
+        }
+        if let Some(n) = &r.name
+            && obj.name != *n
         {
             continue;
         }
@@ -304,6 +341,11 @@ fn encode(ev: &Event, cb: i32, legacy: bool) -> Option<Bytes> {
     let pool = || NonnullStoragePool {
         name: obj.name.clone(),
         uuid,
+    };
+    let secret = || NonnullSecret {
+        uuid,
+        usage_type: 0,
+        usage_id: obj.name.clone(),
     };
     Some(match &ev.kind {
         EventKind::Domain(d) => {
@@ -456,7 +498,44 @@ fn encode(ev: &Event, cb: i32, legacy: bool) -> Option<Bytes> {
                 pool: pool(),
             },
         ),
-        _ => return None,
+        EventKind::NodeDeviceLifecycle(k) => encode_event(
+            P::NodeDeviceEventLifecycle,
+            &NodeDeviceEventLifecycleMsg {
+                callback_id: cb,
+                dev: NonnullNodeDevice {
+                    name: obj.name.clone(),
+                },
+                event: *k as i32,
+                detail: 0,
+            },
+        ),
+        EventKind::NodeDeviceUpdate => encode_event(
+            P::NodeDeviceEventUpdate,
+            &NodeDeviceEventUpdateMsg {
+                callback_id: cb,
+                dev: NonnullNodeDevice {
+                    name: obj.name.clone(),
+                },
+            },
+        ),
+        // The event carries the usage id as the object name; the usage type is not
+        // known here and goes as 0 (clients key secrets by uuid).
+        EventKind::SecretLifecycle(k) => encode_event(
+            P::SecretEventLifecycle,
+            &SecretEventLifecycleMsg {
+                callback_id: cb,
+                secret: secret(),
+                event: *k,
+                detail: 0,
+            },
+        ),
+        EventKind::SecretValueChanged => encode_event(
+            P::SecretEventValueChanged,
+            &SecretEventValueChangedMsg {
+                callback_id: cb,
+                secret: secret(),
+            },
+        ),
     })
 }
 

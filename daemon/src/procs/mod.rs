@@ -9,11 +9,13 @@
 //! A handler that panics gets an internal error reply instead of silence.
 
 pub mod connect;
+pub mod devices;
 pub mod domain;
 pub mod events;
 pub mod network;
 pub mod node;
 pub mod storage;
+pub mod transfer;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -118,6 +120,9 @@ async fn dispatch(s: &Arc<Session>, h: &Header, payload: &[u8]) -> VirResult<Byt
             format!("read only access prevents {}", p.api_name()),
         ));
     }
+    if let Some(r) = transfer::handle(s, h, p, payload).await {
+        return r;
+    }
     let handled = match connect::handle(s, p, payload).await {
         Some(r) => Some(r),
         None => match node::handle(s, p, payload).await {
@@ -128,7 +133,10 @@ async fn dispatch(s: &Arc<Session>, h: &Header, payload: &[u8]) -> VirResult<Byt
                     Some(r) => Some(r),
                     None => match network::handle(s, p, payload).await {
                         Some(r) => Some(r),
-                        None => storage::handle(s, p, payload).await,
+                        None => match storage::handle(s, p, payload).await {
+                            Some(r) => Some(r),
+                            None => devices::handle(s, p, payload).await,
+                        },
                     },
                 },
             },

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -16,11 +18,16 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start() -> Daemon {
+        Daemon::start_with(&[])
+    }
+
+    /// Starts vireod with extra flags (e.g. `--keepalive-interval 1`).
+    pub fn start_with(extra: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("vireod")
             .tempdir_in("/tmp")
             .unwrap();
-        let child = spawn(dir.path());
+        let child = spawn_with(dir.path(), extra);
         let d = Daemon { child, dir };
         d.wait_ready();
         d
@@ -114,6 +121,10 @@ impl Drop for Daemon {
 }
 
 pub fn spawn(state: &Path) -> Child {
+    spawn_with(state, &[])
+}
+
+pub fn spawn_with(state: &Path, extra: &[&str]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -128,6 +139,7 @@ pub fn spawn(state: &Path) -> Child {
         .arg(state)
         .arg("--log-level")
         .arg("debug")
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

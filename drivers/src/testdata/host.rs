@@ -93,6 +93,47 @@ impl Default for NodeInfo {
     }
 }
 
+impl NodeInfo {
+    /// The real host's facts (`/proc/meminfo`, `/proc/cpuinfo`), for drivers that run
+    /// real guests. Counts every online CPU as one core of one socket on one node,
+    /// which is what `virsh nodeinfo` needs; a field that cannot be read keeps the
+    /// test driver's default.
+    pub fn from_host() -> NodeInfo {
+        let mut n = NodeInfo {
+            model: std::env::consts::ARCH.to_string(),
+            ..NodeInfo::default()
+        };
+        if let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") {
+            n.memory_kib = parse_meminfo_total(&meminfo).unwrap_or(n.memory_kib);
+        }
+        n.cpus = std::thread::available_parallelism()
+            .map(|c| c.get() as u32)
+            .unwrap_or(1);
+        if let Ok(cpuinfo) = std::fs::read_to_string("/proc/cpuinfo") {
+            n.mhz = parse_cpu_mhz(&cpuinfo).unwrap_or(0);
+        }
+        n.nodes = 1;
+        n.sockets = 1;
+        n.cores = n.cpus;
+        n.threads = 1;
+        n
+    }
+}
+
+fn parse_meminfo_total(s: &str) -> Option<u64> {
+    s.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn parse_cpu_mhz(s: &str) -> Option<u32> {
+    s.lines()
+        .find(|l| l.starts_with("cpu MHz"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u32)
+}
+
 /// One logical CPU of a NUMA cell as the capabilities describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NumaCpu {
@@ -257,6 +298,17 @@ pub fn capabilities_xml(config: &TestConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_facts_parse_proc_files() {
+        let mem = "MemTotal:       24567808 kB\nMemFree:  1 kB\n";
+        assert_eq!(parse_meminfo_total(mem), Some(24_567_808));
+        let cpu = "processor\t: 0\ncpu MHz\t\t: 2599.998\n";
+        assert_eq!(parse_cpu_mhz(cpu), Some(2599));
+        let n = NodeInfo::from_host();
+        assert!(n.cpus >= 1 && n.memory_kib > 0);
+        assert_eq!(n.cores, n.cpus);
+    }
 
     /// The capabilities document of spec §2.1, copied from libvirt 9.0's output.
     const EXPECTED_DEFAULT_CAPS: &str = "<capabilities>
