@@ -199,3 +199,18 @@ async fn plain_tcp_works_too() {
     );
     within(c.close()).await.unwrap();
 }
+
+#[tokio::test]
+async fn connect_by_uri_like_virsh() {
+    let d = Daemon::start();
+    let uri = format!("test+unix:///default?socket={}", d.sock().display());
+    let c = within(Client::connect_uri(&uri, false)).await.unwrap();
+    assert_eq!(c.lookup_by_name("test").await.unwrap().name, "test");
+    let ro = format!("test+unix:///default?socket={}", d.sock_ro().display());
+    let c = within(Client::connect_uri(&ro, true)).await.unwrap();
+    let err = c.define_xml(&xml("viauri")).await.unwrap_err();
+    assert_eq!(
+        err.vir_error().map(|e| e.code),
+        Some(ErrorCode::OperationDenied)
+    );
+}
