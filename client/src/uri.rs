@@ -61,12 +61,15 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -174,6 +177,7 @@ mod tests {
         assert_eq!(u.name, "qemu:///system?foo=1");
         let u = RemoteUri::parse("test+unix:///x?name=test%3A%2F%2F%2Fdefault", false).unwrap();
         assert_eq!(u.name, "test:///default");
+        assert_eq!(unescape("a%2Fb%zz%é%"), "a/b%zz%é%");
     }
 
     #[test]
