@@ -214,3 +214,16 @@ async fn connect_by_uri_like_virsh() {
         Some(ErrorCode::OperationDenied)
     );
 }
+
+#[tokio::test]
+async fn keepalive_pings_are_answered_so_idle_connections_survive() {
+    // vireod pings a client that asked for keepalive after 1 s of silence and drops it
+    // after one unanswered PING; the client's PONGs keep an idle connection alive.
+    let d = Daemon::start_with(&["--keepalive-interval", "1", "--keepalive-count", "1"]);
+    let c = Client::connect_unix(d.sock(), "test:///default")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(!c.is_closed(), "dropped while idle; log: {}", d.log());
+    within(c.lookup_by_name("test")).await.unwrap();
+}
