@@ -1,11 +1,18 @@
 //! One client connection.
 //!
-//! Each accepted stream becomes a session task that owns a reader loop and a writer
-//! task. The reader cuts the byte stream into frames (libvirt's framing: a length word
-//! that counts itself, a 24-byte header, the payload) and hands every CALL to its own
-//! task, so calls on one connection run concurrently; replies, events and keepalive
-//! PONGs all go through one channel to the writer, which writes whole frames, so frames
-//! never interleave and replies go out in completion order, matched by serial.
+//! Each accepted stream becomes one session task that both reads and writes the
+//! socket. It reads as much as the socket has (up to 64 KiB at a time) and cuts the
+//! bytes into frames (libvirt's framing: a length word that counts itself, a 24-byte
+//! header, the payload). A *quick* CALL (see [`procs::is_quick`]: lookups, lists,
+//! info, getters that read the directories) is tried right in the session task and,
+//! when it completes without waiting, answered from there: no task, no thread
+//! hand-off. Every other CALL, and a quick one that has to wait after all (e.g. for a
+//! live domain's actor), runs as a task of its own, so calls on one connection run
+//! concurrently and a slow call never holds up a fast one. Replies, events, stream
+//! data and keepalive PINGs from other tasks come through one channel; the session
+//! task queues them with its own answers and writes whole frames in queue order,
+//! several per (vectored) write, so frames never interleave and replies go out in
+//! completion order, matched by serial.
 //!
 //! Protocol-level answers (libvirt-rpc.md §2 and §4): bad framing (length word below
 //! 28 or above 32 MiB + 4, or an undecodable header) closes the connection without an
@@ -21,23 +28,26 @@
 //! went unanswered and one more interval passed, the connection is dropped (no answer
 //! to calls in flight). Clients that never asked are never pinged.
 //!
-//! In-flight limit, as libvirtd's `max_client_requests`: the reader takes a slot before
-//! it reads each packet; a CALL keeps its slot until its reply has been written, other
-//! packets give it back at once, except upload STREAM data, which keeps it until the
-//! stream has written it. A client with every slot taken is not read from until a
-//! reply goes out (logged once per client).
+//! In-flight limit, as libvirtd's `max_client_requests`: the session takes a slot
+//! before it handles each packet; a CALL keeps its slot until its reply has been
+//! written, other packets give it back at once, except upload STREAM data, which keeps
+//! it until the stream has written it. A client with every slot taken is not read from
+//! (beyond the frame already buffered) until a reply goes out (logged once per client).
 
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use std::collections::HashMap;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, PollSemaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use vireo_actors::{Connection, Host};
@@ -46,7 +56,7 @@ use vireo_wire::packet::{
     self, HEADER_LEN, LEN_WORD, MessageStatus, MessageType, PROTOCOL_VERSION, REMOTE_PROGRAM,
     check_length_word,
 };
-use vireo_wire::{Header, Packet, RemoteError};
+use vireo_wire::{Header, Packet, RemoteError, RemoteProc};
 
 use crate::config::Limits;
 use crate::procs;
@@ -229,6 +239,27 @@ impl Session {
         }
     }
 
+    /// Queues the reply of call `serial`, which frees `slot` once written.
+    fn reply(&self, serial: u32, frame: Bytes, slot: OwnedSemaphorePermit) {
+        let _ = self.out.send(Outgoing {
+            frame,
+            slot: Some(slot),
+        });
+        self.replied(serial);
+    }
+
+    /// The reply of call `serial` is queued: a stream procedure waiting for that
+    /// (before it sends data) may go on.
+    fn replied(&self, serial: u32) {
+        let mut hooks = self.reply_hooks.lock().unwrap_or_else(|e| e.into_inner());
+        if hooks.is_empty() {
+            return;
+        }
+        if let Some(hook) = hooks.remove(&serial) {
+            let _ = hook.send(());
+        }
+    }
+
     /// A packet arrived from the client: the keepalive count starts over.
     fn packet_received(&self) {
         let mut k = self.keepalive.lock().unwrap_or_else(|e| e.into_inner());
@@ -280,55 +311,247 @@ async fn keepalive_loop(s: Arc<Session>, dead: CancellationToken, done: Cancella
     }
 }
 
-/// Reads one frame. `Ok(None)` at a clean end of stream before a frame starts; an error
-/// for bad framing or a stream that ends inside a frame (the caller closes).
-async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R) -> std::io::Result<Option<Packet>> {
-    let mut len = [0u8; LEN_WORD];
-    let mut got = 0;
-    while got < LEN_WORD {
-        let n = rd.read(&mut len[got..]).await?;
-        if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(std::io::ErrorKind::UnexpectedEof.into())
-            };
-        }
-        got += n;
+/// Cuts one frame off the front of `buf`. `Ok(None)` while `buf` does not hold a whole
+/// frame yet; an error for bad framing (the caller closes). The length word is checked
+/// as soon as it is in, so an oversize frame is refused before it is read.
+fn cut_frame(buf: &mut BytesMut) -> std::io::Result<Option<Packet>> {
+    let Some(size) = frame_size(buf)? else {
+        return Ok(None);
+    };
+    if buf.len() < size {
+        return Ok(None);
     }
-    let word = u32::from_be_bytes(len);
-    let size = check_length_word(word)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-    let mut body = vec![0u8; size - LEN_WORD];
-    rd.read_exact(&mut body).await?;
+    let body = buf.split_to(size).freeze().slice(LEN_WORD..);
     debug_assert!(body.len() >= HEADER_LEN);
-    Packet::from_body(Bytes::from(body))
+    Packet::from_body(body)
         .map(Some)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut wr: W,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
-    dead: CancellationToken,
-) {
-    loop {
-        let out = tokio::select! {
-            _ = dead.cancelled() => break,
-            o = rx.recv() => match o { Some(o) => o, None => break },
-        };
-        let r = tokio::select! {
-            _ = dead.cancelled() => break,
-            r = wr.write_all(&out.frame) => r,
-        };
-        // The slot is free once the reply is on its way.
-        drop(out.slot);
-        if let Err(e) = r {
-            debug!("write failed: {e}");
-            break;
+/// The size of the frame at the front of `buf` (length word included), once its
+/// length word is in.
+fn frame_size(buf: &[u8]) -> std::io::Result<Option<usize>> {
+    let Some(word) = buf.get(..LEN_WORD) else {
+        return Ok(None);
+    };
+    let word = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+    check_length_word(word)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+}
+
+/// How much the reader asks the socket for at once.
+const READ_CHUNK: usize = 64 * 1024;
+/// Most frames handed to one vectored write.
+const WRITE_SLICES: usize = 64;
+
+/// Why a session stopped reading.
+enum Stop {
+    /// The client closed its end between frames.
+    Eof,
+    /// Bad framing, a stream that ended inside a frame, or a read error.
+    Broken(std::io::Error),
+    /// The in-flight semaphore was closed (cannot happen while the session runs).
+    NoSlots,
+}
+
+/// The socket side of a session, driven by the session task alone: a read buffer cut
+/// into frames, and the frames waiting to be written. Everything queued for the
+/// client (replies answered in the session task, replies of spawned calls, events,
+/// stream data, PINGs) is written in queue order, several frames per vectored write,
+/// so frames never interleave and a burst of replies costs one system call.
+struct Wire<S> {
+    io: S,
+    rbuf: BytesMut,
+    /// Frames to write; the first may be partly written already.
+    queue: VecDeque<Outgoing>,
+    /// Bytes of `queue[0]` already written.
+    head_written: usize,
+    rx: mpsc::UnboundedReceiver<Outgoing>,
+    rx_open: bool,
+    /// A write failed: the client is not reading any more; output is dropped.
+    write_failed: bool,
+    slots: PollSemaphore,
+    /// A frame is in the buffer but every in-flight slot is taken.
+    waiting_for_slot: bool,
+    warned: bool,
+    max_client_requests: usize,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
+    /// Queues a frame for writing (dropped if the client stopped reading).
+    fn queue(&mut self, out: Outgoing) {
+        if !self.write_failed {
+            self.queue.push_back(out);
         }
     }
-    let _ = wr.shutdown().await;
+
+    /// Takes everything other tasks queued for the client. True if anything came.
+    fn pull(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut got = false;
+        while self.rx_open {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(out)) => {
+                    self.queue(out);
+                    got = true;
+                }
+                Poll::Ready(None) => self.rx_open = false,
+                Poll::Pending => break,
+            }
+        }
+        got
+    }
+
+    /// Writes as much of the queue as the socket takes. True if anything was written.
+    fn push(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut wrote = false;
+        while !self.queue.is_empty() && !self.write_failed {
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let mut n = 0;
+            for (i, out) in self.queue.iter().take(WRITE_SLICES).enumerate() {
+                let skip = if i == 0 { self.head_written } else { 0 };
+                slices[n] = IoSlice::new(&out.frame[skip..]);
+                n += 1;
+            }
+            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
+                Poll::Ready(Ok(0)) => self.fail_writes("the socket accepted no bytes".into()),
+                Poll::Ready(Ok(mut written)) => {
+                    wrote = true;
+                    while written > 0 {
+                        let left = self.queue[0].frame.len() - self.head_written;
+                        if written >= left {
+                            written -= left;
+                            self.head_written = 0;
+                            // The slot is free once the reply is on its way.
+                            if let Some(out) = self.queue.pop_front() {
+                                drop(out.slot);
+                            }
+                        } else {
+                            self.head_written += written;
+                            written = 0;
+                        }
+                    }
+                }
+                Poll::Ready(Err(e)) => self.fail_writes(e.to_string()),
+                Poll::Pending => break,
+            }
+        }
+        wrote
+    }
+
+    fn fail_writes(&mut self, why: String) {
+        debug!("write failed: {why}");
+        self.write_failed = true;
+        self.queue.clear();
+        self.head_written = 0;
+    }
+
+    /// Reads what the socket has into the buffer.
+    fn fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let want = frame_size(&self.rbuf)
+            .ok()
+            .flatten()
+            .map_or(READ_CHUNK, |size| size.saturating_sub(self.rbuf.len()));
+        if self.rbuf.capacity() - self.rbuf.len() < want.clamp(4096, READ_CHUNK) {
+            self.rbuf.reserve(want.max(READ_CHUNK));
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
+    }
+
+    /// Takes an in-flight slot for the next packet, if one is free.
+    fn slot(&mut self, cx: &mut Context<'_>, id: u64) -> Poll<Option<OwnedSemaphorePermit>> {
+        if let Ok(p) = self.slots.clone_inner().try_acquire_owned() {
+            return Poll::Ready(Some(p));
+        }
+        if !self.warned {
+            self.warned = true;
+            warn!(
+                session = id,
+                "client hit the max_client_requests limit ({}): not reading from it \
+                 until a reply goes out (this may cause keepalive timeouts)",
+                self.max_client_requests
+            );
+        }
+        self.slots.poll_acquire(cx)
+    }
+
+    /// Serves the client: reads and handles frames, writes what is queued. Ready when
+    /// reading is over.
+    fn poll_serve(
+        &mut self,
+        cx: &mut Context<'_>,
+        session: &Arc<Session>,
+        calls: &TaskTracker,
+    ) -> Poll<Stop> {
+        loop {
+            let mut progress = self.pull(cx);
+            let mut received = false;
+            // Handle every whole frame already read, a slot each.
+            self.waiting_for_slot = false;
+            loop {
+                match frame_size(&self.rbuf) {
+                    Err(e) => return Poll::Ready(Stop::Broken(e)),
+                    Ok(Some(size)) if self.rbuf.len() >= size => {}
+                    Ok(_) => break,
+                }
+                let slot = match self.slot(cx, session.id) {
+                    Poll::Ready(Some(p)) => p,
+                    Poll::Ready(None) => return Poll::Ready(Stop::NoSlots),
+                    Poll::Pending => {
+                        self.waiting_for_slot = true;
+                        break;
+                    }
+                };
+                let packet = match cut_frame(&mut self.rbuf) {
+                    Ok(Some(p)) => p,
+                    Ok(None) => unreachable!("a whole frame is in the buffer"),
+                    Err(e) => return Poll::Ready(Stop::Broken(e)),
+                };
+                received = true;
+                progress = true;
+                if let Some(out) = handle_packet(session, packet, calls, slot) {
+                    // What spawned calls queued before this answer goes out first.
+                    self.pull(cx);
+                    self.queue(out);
+                }
+            }
+            if received {
+                session.packet_received();
+            }
+            progress |= self.push(cx);
+            if !self.waiting_for_slot {
+                match self.fill(cx) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(if self.rbuf.is_empty() {
+                            Stop::Eof
+                        } else {
+                            Stop::Broken(std::io::ErrorKind::UnexpectedEof.into())
+                        });
+                    }
+                    Poll::Ready(Ok(_)) => progress = true,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Stop::Broken(e)),
+                    Poll::Pending => {}
+                }
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Only writes (reading is over). Ready once nothing can be queued any more (every
+    /// sender is gone) and the queue is written, or writing failed.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let progress = self.pull(cx) | self.push(cx);
+            if (!self.rx_open && self.queue.is_empty()) || self.write_failed {
+                return Poll::Ready(());
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
 }
 
 /// An RPC-level error (code 39, domain 7, the text as message).
@@ -346,13 +569,11 @@ pub async fn run<S>(
     id: u64,
     shutdown: CancellationToken,
 ) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (mut rd, wr) = tokio::io::split(stream);
     let (tx, rx) = mpsc::unbounded_channel();
     // Cancelled when keepalive gives up on the client: drop it without further ado.
     let dead = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(wr, rx, dead.clone()));
     let session = Arc::new(Session {
         host,
         listener,
@@ -374,54 +595,46 @@ pub async fn run<S>(
     // Cancelled when the session is over, to stop the pinger.
     let done = CancellationToken::new();
     let pinger = tokio::spawn(keepalive_loop(session.clone(), dead.clone(), done.clone()));
-    let slots = Arc::new(Semaphore::new(limits.max_client_requests.max(1)));
-    let mut warned = false;
+    let mut wire = Wire {
+        io: stream,
+        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        queue: VecDeque::new(),
+        head_written: 0,
+        rx,
+        rx_open: true,
+        write_failed: false,
+        slots: PollSemaphore::new(Arc::new(Semaphore::new(limits.max_client_requests.max(1)))),
+        waiting_for_slot: false,
+        warned: false,
+        max_client_requests: limits.max_client_requests,
+    };
     let calls = TaskTracker::new();
     debug!(session = id, "client connected");
-    loop {
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                if !warned {
-                    warned = true;
-                    warn!(
-                        session = id,
-                        "client hit the max_client_requests limit ({}): not reading from it \
-                         until a reply goes out (this may cause keepalive timeouts)",
-                        limits.max_client_requests
-                    );
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = dead.cancelled() => break,
-                    p = slots.clone().acquire_owned() => match p {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
-                }
-            }
-        };
-        let frame = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = dead.cancelled() => break,
-            r = read_frame(&mut rd) => r,
-        };
-        match frame {
-            Ok(Some(packet)) => {
-                session.packet_received();
-                handle_packet(&session, packet, &calls, slot);
-            }
-            Ok(None) => break,
-            Err(e) => {
-                info!(session = id, "closing the connection: {e}");
-                break;
-            }
-        }
+    let stop = tokio::select! {
+        biased;
+        stop = std::future::poll_fn(|cx| wire.poll_serve(cx, &session, &calls)) => Some(stop),
+        _ = shutdown.cancelled() => None,
+        _ = dead.cancelled() => None,
+    };
+    match stop {
+        Some(Stop::Broken(e)) => info!(session = id, "closing the connection: {e}"),
+        Some(Stop::Eof | Stop::NoSlots) | None => {}
     }
     calls.close();
     if !dead.is_cancelled() {
-        // Answer the calls already read (a dead client gets nothing more).
-        calls.wait().await;
+        // Answer the calls already read (a dead client gets nothing more), writing
+        // meanwhile.
+        tokio::select! {
+            _ = calls.wait() => {}
+            _ = dead.cancelled() => {}
+            _ = std::future::poll_fn(|cx| {
+                // Ready only when writing failed: then just wait for the calls.
+                match wire.poll_drain(cx) {
+                    Poll::Ready(()) if wire.write_failed => Poll::Ready(()),
+                    _ => Poll::Pending,
+                }
+            }) => { calls.wait().await; }
+        }
     }
     procs::events::stop(&session);
     session.set_conn(None, false);
@@ -434,16 +647,25 @@ pub async fn run<S>(
     done.cancel();
     let _ = pinger.await;
     drop(session);
-    let _ = writer.await;
+    if !dead.is_cancelled() {
+        tokio::select! {
+            _ = std::future::poll_fn(|cx| wire.poll_drain(cx)) => {}
+            _ = dead.cancelled() => {}
+        }
+    }
+    let _ = wire.io.shutdown().await;
     debug!(session = id, "client gone");
 }
 
+/// Handles one packet from the client. Returns the answer when it is ready at once
+/// (protocol answers, and quick procedures that completed without waiting); other
+/// calls run as tasks of their own and queue their reply when done.
 fn handle_packet(
     session: &Arc<Session>,
     packet: Packet,
     calls: &TaskTracker,
     slot: OwnedSemaphorePermit,
-) {
+) -> Option<Outgoing> {
     let h = packet.header;
     match h.kind {
         MessageType::Call => {}
@@ -455,64 +677,79 @@ fn handle_packet(
                 ..h
             };
             let e = rpc_error("file descriptor passing is not supported");
-            session.send(packet::encode_message(&reply, &RemoteError::from(&e)));
-            return;
+            return Some(packet::encode_message(&reply, &RemoteError::from(&e)).into());
         }
         MessageType::Message => {
-            if h.is_ping() {
-                session.send(packet::keepalive_pong());
-            }
-            return;
+            return h.is_ping().then(|| packet::keepalive_pong().into());
         }
         MessageType::Stream | MessageType::StreamHole if h.prog == REMOTE_PROGRAM => {
             session.route_stream(packet, slot);
-            return;
+            return None;
         }
         // Replies (and stream packets of other programs) from a client are ignored.
-        _ => return,
+        _ => return None,
     }
     if h.prog != REMOTE_PROGRAM || h.vers != PROTOCOL_VERSION {
         let e = rpc_error(format!("Cannot find program {} version {}", h.prog, h.vers));
-        session.send(packet::encode_error_reply(&h, &RemoteError::from(&e)));
-        return;
+        return Some(packet::encode_error_reply(&h, &RemoteError::from(&e)).into());
+    }
+    let quick = RemoteProc::from_i32(h.proc_).is_some_and(procs::is_quick);
+    if quick {
+        // Try it right here: a quick procedure that completes without waiting (a
+        // directory read) costs no task and no thread hand-off. One that has to wait
+        // (e.g. for a live domain actor) goes on as a task of its own, so it never
+        // holds up the next packet.
+        let s = session.clone();
+        let mut call = Box::pin(async move { procs::call(&s, h, packet.payload).await });
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        if let Poll::Ready(frame) = call.as_mut().poll(&mut cx) {
+            session.replied(h.serial);
+            return Some(Outgoing {
+                frame,
+                slot: Some(slot),
+            });
+        }
+        let s = session.clone();
+        calls.spawn(async move {
+            let frame = call.await;
+            s.reply(h.serial, frame, slot);
+        });
+        return None;
     }
     let s = session.clone();
     calls.spawn(async move {
         let frame = procs::call(&s, h, packet.payload).await;
-        let _ = s.out.send(Outgoing {
-            frame,
-            slot: Some(slot),
-        });
-        // A stream procedure waits for its REPLY to be queued before sending data.
-        let hook = s
-            .reply_hooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&h.serial);
-        if let Some(hook) = hook {
-            let _ = hook.send(());
-        }
+        s.reply(h.serial, frame, slot);
     });
+    None
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn framing_rules() {
+    fn cut(bytes: &[u8]) -> std::io::Result<Option<Packet>> {
+        cut_frame(&mut BytesMut::from(bytes))
+    }
+
+    #[test]
+    fn framing_rules() {
         let frame = packet::keepalive_ping();
-        let mut r: &[u8] = &frame;
-        assert!(read_frame(&mut r).await.unwrap().unwrap().header.is_ping());
-        let mut r: &[u8] = &[];
-        assert!(read_frame(&mut r).await.unwrap().is_none());
-        let mut r: &[u8] = &[0, 0, 0, 27, 1, 2];
-        assert!(read_frame(&mut r).await.is_err());
-        let mut r: &[u8] = &[0x7f, 0xff, 0xff, 0xff];
-        assert!(read_frame(&mut r).await.is_err());
-        let mut r: &[u8] = &frame[..20];
-        assert!(read_frame(&mut r).await.is_err());
-        let mut r: &[u8] = &[0, 0];
-        assert!(read_frame(&mut r).await.is_err());
+        assert!(cut(&frame).unwrap().unwrap().header.is_ping());
+        assert!(cut(&[]).unwrap().is_none());
+        assert!(cut(&[0, 0]).unwrap().is_none(), "wait for the length word");
+        assert!(
+            cut(&frame[..20]).unwrap().is_none(),
+            "wait for the whole frame"
+        );
+        assert!(cut(&[0, 0, 0, 27, 1, 2]).is_err(), "too small");
+        assert!(cut(&[0x7f, 0xff, 0xff, 0xff]).is_err(), "too large");
+        // Two frames in one buffer come out one at a time, the rest stays.
+        let mut two = BytesMut::from(&frame[..]);
+        two.extend_from_slice(&frame);
+        two.extend_from_slice(&frame[..3]);
+        assert!(cut_frame(&mut two).unwrap().is_some());
+        assert!(cut_frame(&mut two).unwrap().is_some());
+        assert!(cut_frame(&mut two).unwrap().is_none());
+        assert_eq!(two.len(), 3);
     }
 }

@@ -15,38 +15,74 @@
 //! (state, id, live XML, the hypervisor's reattach record), `networks/NAME.json`,
 //! `pools/NAME.json` and `ids` (the next domain id).
 //!
-//! Every write is atomic — a temporary file in the same directory is written, fsynced,
-//! renamed over the target, and the directory is fsynced — so a crash leaves either the
-//! old or the new content, never a torn file, and never loses a definition.
+//! Every write is atomic: a temporary file in the same directory is written and renamed
+//! over the target, so a crash leaves either the old or the new content, never a torn
+//! file. Writes and removals of persistent state (definitions, autostart markers,
+//! markers) are also durable: the file is fsynced before the rename and the directory
+//! after it, so a crash of the machine never loses a definition. Runtime records (status
+//! records and run values) skip the fsyncs: they describe guests and ids that do not
+//! survive the machine anyway.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `data` to `path` atomically and durably (write, fsync, rename, fsync dir).
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, true)
+}
+
+/// Writes `data` to `path` atomically but not durably (write, rename): for runtime
+/// records (under the run root), which describe processes that do not outlive the
+/// machine. A reader, or the daemon after a crash of its own, sees the old or the new
+/// content, never a torn file; only a crash of the whole machine may lose the last
+/// writes, and then the guests they describe are gone too.
+pub fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, false)
+}
+
+/// This process's id, for temporary file names (read once: `getpid` is a system call).
+fn pid() -> u32 {
+    static PID: OnceLock<u32> = OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
+fn replace(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
-    fs::create_dir_all(dir)?;
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let tmp = dir.join(format!(
         ".{}.tmp.{}.{}",
         name.to_string_lossy(),
-        std::process::id(),
+        pid(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
+    let create = || OpenOptions::new().write(true).create_new(true).open(&tmp);
+    // The directory nearly always exists: create it only when the file cannot be.
+    let mut f = match create() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir)?;
+            create()?
+        }
+        r => r?,
+    };
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         drop(f);
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if durable {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -65,6 +101,15 @@ pub fn remove_durable(path: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Removes `path` if present, without fsyncing its directory (runtime records, see
+/// [`write_replace`]).
+pub fn remove_quietly(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Object kinds that have persistent definitions.
@@ -164,12 +209,12 @@ impl Store {
         record: &serde_json::Value,
     ) -> io::Result<()> {
         let data = serde_json::to_vec(record).map_err(io::Error::other)?;
-        write_atomic(&self.status_path(kind, name), &data)
+        write_replace(&self.status_path(kind, name), &data)
     }
 
     /// Removes a runtime status record.
     pub fn remove_status(&self, kind: StoredKind, name: &str) -> io::Result<()> {
-        remove_durable(&self.status_path(kind, name))
+        remove_quietly(&self.status_path(kind, name))
     }
 
     /// All runtime status records of a kind, as (name, record). Unreadable records are
@@ -235,9 +280,9 @@ impl Store {
         fs::read_to_string(self.run.join(key)).ok()
     }
 
-    /// Writes a small runtime value atomically.
+    /// Writes a small runtime value atomically (not durably, see [`write_replace`]).
     pub fn write_run_value(&self, key: &str, value: &str) -> io::Result<()> {
-        write_atomic(&self.run.join(key), value.as_bytes())
+        write_replace(&self.run.join(key), value.as_bytes())
     }
 
     /// Whether a marker file exists in the persistent root.
@@ -267,6 +312,22 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "temporary files left: {names:?}");
+    }
+
+    #[test]
+    fn replace_creates_missing_directories_and_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x/y/z.json");
+        write_replace(&p, b"1").unwrap();
+        write_replace(&p, b"2").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"2");
+        assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+        remove_quietly(&p).unwrap();
+        remove_quietly(&p).unwrap();
+        assert!(!p.exists());
+        // A path whose parent is a file cannot be written; nothing is left behind.
+        fs::write(d.path().join("f"), "").unwrap();
+        assert!(write_atomic(&d.path().join("f/a"), b"x").is_err());
     }
 
     #[test]

@@ -69,6 +69,84 @@ pub fn family_domain(p: RemoteProc) -> ErrorDomain {
     }
 }
 
+/// Whether a procedure is *quick*: its handler never blocks the thread (no file I/O,
+/// no process, no lock held across a wait) and usually completes without waiting at
+/// all, because it only reads the directories (lookups, lists, info, state, XML of a
+/// hibernated domain) or fixed data. The session tries such calls in its own task
+/// before spawning one; one that must wait after all (e.g. for a live domain's actor)
+/// goes on as a task of its own, so a slow call never holds up a fast one.
+pub fn is_quick(p: RemoteProc) -> bool {
+    use RemoteProc as P;
+    matches!(
+        p,
+        P::AuthList
+            | P::ConnectSupportsFeature
+            | P::ConnectGetType
+            | P::ConnectGetVersion
+            | P::ConnectGetLibVersion
+            | P::ConnectGetHostname
+            | P::ConnectGetUri
+            | P::ConnectGetMaxVcpus
+            | P::ConnectIsSecure
+            | P::ConnectRegisterCloseCallback
+            | P::ConnectUnregisterCloseCallback
+            | P::NodeGetInfo
+            | P::ConnectGetCapabilities
+            | P::ConnectGetSysinfo
+            | P::NodeGetFreeMemory
+            | P::NodeGetCellsFreeMemory
+            | P::NodeGetSecurityModel
+            | P::NodeGetCpuMap
+            | P::ConnectListAllDomains
+            | P::ConnectNumOfDomains
+            | P::ConnectListDomains
+            | P::ConnectNumOfDefinedDomains
+            | P::ConnectListDefinedDomains
+            | P::DomainLookupByName
+            | P::DomainLookupByUuid
+            | P::DomainLookupById
+            | P::DomainGetInfo
+            | P::DomainGetState
+            | P::DomainGetXmlDesc
+            | P::DomainGetAutostart
+            | P::DomainIsActive
+            | P::DomainIsPersistent
+            | P::DomainIsUpdated
+            | P::DomainGetOsType
+            | P::DomainGetMaxMemory
+            | P::DomainGetVcpusFlags
+            | P::DomainGetMaxVcpus
+            | P::DomainHasManagedSaveImage
+            | P::DomainGetSchedulerType
+            | P::DomainGetSecurityLabel
+            | P::DomainGetMessages
+            | P::DomainSnapshotNum
+            | P::ConnectDomainEventCallbackRegisterAny
+            | P::ConnectDomainEventCallbackDeregisterAny
+            | P::ConnectNetworkEventRegisterAny
+            | P::ConnectNetworkEventDeregisterAny
+            | P::ConnectStoragePoolEventRegisterAny
+            | P::ConnectStoragePoolEventDeregisterAny
+            | P::ConnectNumOfNetworks
+            | P::ConnectListNetworks
+            | P::ConnectNumOfDefinedNetworks
+            | P::ConnectListDefinedNetworks
+            | P::ConnectListAllNetworks
+            | P::NetworkLookupByName
+            | P::NetworkLookupByUuid
+            | P::NetworkIsActive
+            | P::NetworkIsPersistent
+            | P::NetworkGetAutostart
+            | P::ConnectNumOfStoragePools
+            | P::ConnectListStoragePools
+            | P::ConnectNumOfDefinedStoragePools
+            | P::ConnectListDefinedStoragePools
+            | P::ConnectListAllStoragePools
+            | P::StoragePoolLookupByName
+            | P::StoragePoolLookupByUuid
+    )
+}
+
 /// Runs one CALL and returns the whole reply frame.
 pub async fn call(s: &Arc<Session>, h: Header, payload: Bytes) -> Bytes {
     let result = AssertUnwindSafe(dispatch(s, &h, &payload))
