@@ -262,15 +262,26 @@ impl Directory {
     /// All entries matching `pred`, active ones first by id, then inactive by name (the
     /// order virsh shows).
     pub fn list(&self, pred: impl Fn(&DomainEntry) -> bool) -> Vec<DomainEntry> {
+        self.with_list(pred, |v| v.iter().map(|e| (*e).clone()).collect())
+    }
+
+    /// Runs `f` on the entries matching `pred`, in [`Directory::list`]'s order, under
+    /// the read lock: a reply can be built straight from this snapshot without copying
+    /// any entry. `f` must not touch the directory.
+    pub fn with_list<R>(
+        &self,
+        pred: impl Fn(&DomainEntry) -> bool,
+        f: impl FnOnce(&[&DomainEntry]) -> R,
+    ) -> R {
         let g = self.inner.read().unwrap();
-        let mut v: Vec<DomainEntry> = g.by_uuid.values().filter(|e| pred(e)).cloned().collect();
-        v.sort_by(|a, b| match (a.id, b.id) {
+        let mut v: Vec<&DomainEntry> = g.by_uuid.values().filter(|e| pred(e)).collect();
+        v.sort_unstable_by(|a, b| match (a.id, b.id) {
             (Some(x), Some(y)) => x.cmp(&y),
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
             (None, None) => a.name.cmp(&b.name),
         });
-        v
+        f(&v)
     }
 
     /// Number of entries matching `pred`.

@@ -283,6 +283,33 @@ impl Connection {
         self.ctx().directory.list(|e| filter.matches(e))
     }
 
+    /// Runs `f` on the directory entries of the domains that pass `filter`, active
+    /// first by id, without copying them (see [`crate::directory::Directory::with_list`]).
+    pub fn with_domains<R>(&self, filter: ListFilter, f: impl FnOnce(&[&DomainEntry]) -> R) -> R {
+        self.ctx().directory.with_list(|e| filter.matches(e), f)
+    }
+
+    /// The directory entry of the domain named `name` (a lookup that keeps the id and
+    /// state it saw).
+    pub fn domain_entry_by_name(&self, name: &str) -> VirResult<DomainEntry> {
+        self.ctx().directory.by_name(name).ok_or_else(|| {
+            no_domain(
+                self.ctx(),
+                Some(format!("no domain with matching name '{name}'")),
+            )
+        })
+    }
+
+    /// The directory entry of the domain with this uuid.
+    pub fn domain_entry_by_uuid(&self, uuid: &Uuid) -> VirResult<DomainEntry> {
+        self.ctx().directory.by_uuid(uuid).ok_or_else(|| {
+            no_domain(
+                self.ctx(),
+                Some(format!("no domain with matching uuid '{uuid}'")),
+            )
+        })
+    }
+
     /// Handles of the domains that pass `filter`.
     pub fn list_domain_handles(&self, filter: ListFilter) -> Vec<Domain> {
         self.list_domains(filter)

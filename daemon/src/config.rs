@@ -25,7 +25,7 @@ pub struct Args {
     pub log_level: Option<String>,
     /// TOML configuration file with the keys `state_dir`, `listen_tcp`, `log_level`,
     /// `keepalive_interval`, `keepalive_count`, `max_clients`, `max_client_requests`,
-    /// `qemu` ("auto", "on", "off"), `qemu_emulator`.
+    /// `qemu` ("auto", "on", "off"), `qemu_emulator`, `worker_threads`.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Seconds of silence from a client (that asked for keepalive) before the daemon
@@ -51,6 +51,11 @@ pub struct Args {
     /// (default: qemu-system-x86_64 from PATH).
     #[arg(long)]
     pub qemu_emulator: Option<PathBuf>,
+    /// Threads running sessions and actors: 1 runs everything on one thread (the
+    /// least CPU per call: no hand-offs between threads), N > 1 a work-stealing pool of
+    /// N threads, 0 one thread per CPU. Default 1.
+    #[arg(long)]
+    pub worker_threads: Option<usize>,
 }
 
 /// Whether vireod runs the qemu driver.
@@ -88,6 +93,8 @@ pub struct FileConfig {
     pub qemu: Option<QemuMode>,
     /// The default QEMU binary.
     pub qemu_emulator: Option<PathBuf>,
+    /// Runtime threads (see `--worker-threads`).
+    pub worker_threads: Option<usize>,
 }
 
 /// libvirtd's default keepalive interval (seconds).
@@ -96,6 +103,8 @@ pub const DEFAULT_KEEPALIVE_INTERVAL: i32 = 5;
 pub const DEFAULT_KEEPALIVE_COUNT: u32 = 5;
 /// libvirtd's default `max_clients`.
 pub const DEFAULT_MAX_CLIENTS: usize = 5000;
+/// The default `worker_threads`: one thread (see `Args::worker_threads`).
+pub const DEFAULT_WORKER_THREADS: usize = 1;
 /// libvirtd's default `max_client_requests`.
 pub const DEFAULT_MAX_CLIENT_REQUESTS: usize = 5;
 
@@ -138,6 +147,8 @@ pub struct Config {
     pub qemu: QemuMode,
     /// The default QEMU binary, if set.
     pub qemu_emulator: Option<PathBuf>,
+    /// Runtime threads: 1 = one thread, 0 = one per CPU.
+    pub worker_threads: usize,
 }
 
 /// Why the configuration is unusable.
@@ -224,6 +235,10 @@ impl Config {
             log_level: args.log_level.clone().or(file.log_level),
             qemu: args.qemu.or(file.qemu).unwrap_or_default(),
             qemu_emulator: args.qemu_emulator.clone().or(file.qemu_emulator),
+            worker_threads: args
+                .worker_threads
+                .or(file.worker_threads)
+                .unwrap_or(DEFAULT_WORKER_THREADS),
         })
     }
 }

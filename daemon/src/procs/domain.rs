@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use vireo_actors::{Connection, Domain, ListFilter};
-use vireo_messages::{ErrorCode, VirError, VirResult};
+use vireo_messages::{DomainId, ErrorCode, VirError, VirResult};
 use vireo_wire::RemoteProc as P;
 use vireo_wire::procs::*;
 use vireo_wire::types::NonnullDomain;
-use vireo_wire::xdr::CharArray;
+use vireo_wire::xdr::{CharArray, XdrEncode};
 
 use super::{Handled, args, ret, void};
 use crate::session::Session;
@@ -114,17 +114,23 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
         P::ConnectListAllDomains => {
             let a: ListAllArgs = args(payload)?;
             check_flags(conn, a.flags, 0xffff, "testConnectListAllDomains")?;
-            let doms = conn.list_domain_handles(ListFilter { flags: a.flags });
-            let count = doms.len() as u32;
-            let domains = if a.need_results != 0 {
-                doms.iter().map(dom_ref).collect()
-            } else {
-                Vec::new()
-            };
-            ret(&ConnectListAllDomainsRet {
-                domains,
-                ret: count,
-            })
+            // Encoded straight from the directory (ConnectListAllDomainsRet's layout:
+            // the array of remote_nonnull_domain, then the count).
+            Ok(conn.with_domains(ListFilter { flags: a.flags }, |doms| {
+                let mut out = BytesMut::with_capacity(8 + doms.len() * 40);
+                if a.need_results != 0 {
+                    (doms.len() as u32).encode(&mut out);
+                    for e in doms {
+                        e.name.encode(&mut out);
+                        e.uuid.encode(&mut out);
+                        DomainId::wire(e.id).encode(&mut out);
+                    }
+                } else {
+                    0u32.encode(&mut out);
+                }
+                (doms.len() as u32).encode(&mut out);
+                out.freeze()
+            }))
         }
         P::ConnectNumOfDomains => ret(&IntRet {
             value: conn.list_domain_ids().len() as i32,
@@ -156,13 +162,17 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
         }
         P::DomainLookupByName => {
             let a: NameArgs = args(payload)?;
-            let d = conn.lookup_domain_by_name(&a.name)?;
-            ret(&DomainRet { dom: dom_ref(&d) })
+            let e = conn.domain_entry_by_name(&a.name)?;
+            ret(&DomainRet {
+                dom: NonnullDomain::new(e.name, e.uuid, e.id),
+            })
         }
         P::DomainLookupByUuid => {
             let a: UuidArgs = args(payload)?;
-            let d = conn.lookup_domain_by_uuid(&a.uuid)?;
-            ret(&DomainRet { dom: dom_ref(&d) })
+            let e = conn.domain_entry_by_uuid(&a.uuid)?;
+            ret(&DomainRet {
+                dom: NonnullDomain::new(e.name, e.uuid, e.id),
+            })
         }
         P::DomainLookupById => {
             let a: DomainLookupByIdArgs = args(payload)?;
