@@ -44,6 +44,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
@@ -133,8 +134,10 @@ pub struct Session {
     conn: Mutex<Option<Connection>>,
     read_only: AtomicBool,
     out: mpsc::UnboundedSender<Outgoing>,
-    /// Event registrations and the event pump.
+    /// Event registrations and the subscription.
     pub events: Mutex<EventState>,
+    /// Wakes the session task when the event subscription starts.
+    pub events_ready: AtomicWaker,
     limits: Limits,
     keepalive: Mutex<Keepalive>,
     keepalive_start: Notify,
@@ -485,6 +488,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     ) -> Poll<Stop> {
         loop {
             let mut progress = self.pull(cx);
+            progress |= self.events(cx, session);
             let mut received = false;
             // Handle every whole frame already read, a slot each.
             self.waiting_for_slot = false;
@@ -539,11 +543,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         }
     }
 
-    /// Only writes (reading is over). Ready once nothing can be queued any more (every
-    /// sender is gone) and the queue is written, or writing failed.
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Queues the frames of the events waiting for the session. True if any came.
+    fn events(&mut self, cx: &mut Context<'_>, session: &Session) -> bool {
+        let Wire {
+            queue,
+            write_failed,
+            ..
+        } = self;
+        procs::events::deliver(session, cx, |frame| {
+            if !*write_failed {
+                queue.push_back(frame.into());
+            }
+        })
+    }
+
+    /// Only writes (reading is over), and delivers events while `session` is given.
+    /// Ready once nothing can be queued any more (every sender is gone) and the queue
+    /// is written, or writing failed.
+    fn poll_drain(&mut self, cx: &mut Context<'_>, session: Option<&Session>) -> Poll<()> {
         loop {
-            let progress = self.pull(cx) | self.push(cx);
+            let mut progress = self.pull(cx);
+            if let Some(s) = session {
+                progress |= self.events(cx, s);
+            }
+            progress |= self.push(cx);
             if (!self.rx_open && self.queue.is_empty()) || self.write_failed {
                 return Poll::Ready(());
             }
@@ -582,6 +605,7 @@ pub async fn run<S>(
         read_only: AtomicBool::new(listener.read_only),
         out: tx,
         events: Mutex::new(EventState::default()),
+        events_ready: AtomicWaker::new(),
         limits,
         keepalive: Mutex::new(Keepalive {
             started: false,
@@ -629,7 +653,7 @@ pub async fn run<S>(
             _ = dead.cancelled() => {}
             _ = std::future::poll_fn(|cx| {
                 // Ready only when writing failed: then just wait for the calls.
-                match wire.poll_drain(cx) {
+                match wire.poll_drain(cx, Some(&session)) {
                     Poll::Ready(()) if wire.write_failed => Poll::Ready(()),
                     _ => Poll::Pending,
                 }
@@ -649,7 +673,7 @@ pub async fn run<S>(
     drop(session);
     if !dead.is_cancelled() {
         tokio::select! {
-            _ = std::future::poll_fn(|cx| wire.poll_drain(cx)) => {}
+            _ = std::future::poll_fn(|cx| wire.poll_drain(cx, None)) => {}
             _ = dead.cancelled() => {}
         }
     }

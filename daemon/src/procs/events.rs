@@ -1,10 +1,10 @@
 //! Event registration and delivery.
 //!
 //! A session keeps its registrations (callback id -> object family, event id, optional
-//! object uuid). On the first registration it starts an event pump: a task subscribed
-//! to the host's hub, filtered to the events of its connection's driver instance
-//! (`origin`), that turns each matching event into one MESSAGE packet per matching
-//! registration (serial 1, status OK), in the payload forms of libvirt-rpc.md §10.2:
+//! object uuid). On the first registration it subscribes to the host's hub, filtered
+//! to the events of its connection's driver instance (`origin`); the session task
+//! polls that subscription beside its socket and turns each matching event into one
+//! MESSAGE packet per matching registration (serial 1, status OK), in the payload forms of libvirt-rpc.md §10.2:
 //! callback forms (318 lifecycle, 319 reboot, 320 RTC change, ... 379 metadata, 315
 //! network lifecycle, 370/373 pool lifecycle/refresh, 376/377 node device lifecycle/
 //! update, 382/383 secret lifecycle/value changed) and, for legacy registrations
@@ -14,9 +14,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
-use tokio::task::JoinHandle;
-use vireo_bus::{Delivery, Filter};
+use futures::Stream;
+use vireo_bus::{Delivery, Filter, Subscription};
 use vireo_messages::event::{DomainEvent, Event, EventKind};
 use vireo_messages::{ErrorCode, ErrorDomain, ObjectKind, Uuid, VirError, VirResult};
 use vireo_wire::RemoteProc as P;
@@ -59,21 +62,21 @@ pub struct Registration {
     pub name: Option<String>,
 }
 
-/// A session's registrations and its pump.
+/// A session's registrations and its subscription to the host's events.
 #[derive(Default)]
 pub struct EventState {
     next_id: i32,
-    regs: Arc<std::sync::Mutex<BTreeMap<i32, Registration>>>,
-    pump: Option<JoinHandle<()>>,
+    regs: BTreeMap<i32, Registration>,
+    /// Subscribed on the first registration; the session task polls it
+    /// ([`deliver`]), so an event costs no task of its own.
+    sub: Option<Subscription>,
 }
 
-/// Stops the pump and forgets every registration.
+/// Drops the subscription and forgets every registration.
 pub fn stop(s: &Session) {
     let mut st = s.events.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = st.pump.take() {
-        p.abort();
-    }
-    st.regs.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    st.sub = None;
+    st.regs.clear();
 }
 
 fn register(s: &Arc<Session>, reg: Registration) -> VirResult<i32> {
@@ -81,46 +84,47 @@ fn register(s: &Arc<Session>, reg: Registration) -> VirResult<i32> {
     let mut st = s.events.lock().unwrap_or_else(|e| e.into_inner());
     let id = st.next_id;
     st.next_id += 1;
-    st.regs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id, reg);
-    if st.pump.is_none() {
-        let mut sub = s.host.subscribe(Filter::all().origin(conn.origin()));
-        let regs = st.regs.clone();
-        let out = s.sender();
-        let session = s.id;
-        st.pump = Some(tokio::spawn(async move {
-            while let Some(d) = sub.recv().await {
-                match d {
-                    Delivery::Event(stamped) => {
-                        let frames = {
-                            let regs = regs.lock().unwrap_or_else(|e| e.into_inner());
-                            frames_for(&stamped.event, &regs)
-                        };
-                        for f in frames {
-                            if out.send(f.into()).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Delivery::Lagged { missed } => {
-                        tracing::warn!(session, missed, "events dropped for a slow client")
-                    }
-                    Delivery::Gap { .. } => {}
-                }
-            }
-        }));
+    st.regs.insert(id, reg);
+    if st.sub.is_none() {
+        st.sub = Some(s.host.subscribe(Filter::all().origin(conn.origin())));
+        // The session task starts polling it.
+        s.events_ready.wake();
     }
     Ok(id)
 }
 
+/// Turns every event waiting on the session's subscription into MESSAGE frames for
+/// `emit`, one per matching registration, in order; registers `cx` to be woken for
+/// the next one (or for the subscription to start). True if any event came.
+pub fn deliver(s: &Session, cx: &mut Context<'_>, mut emit: impl FnMut(Bytes)) -> bool {
+    s.events_ready.register(cx.waker());
+    let mut guard = s.events.lock().unwrap_or_else(|e| e.into_inner());
+    let st = &mut *guard;
+    let mut got = false;
+    while let Some(sub) = st.sub.as_mut() {
+        match Pin::new(sub).poll_next(cx) {
+            Poll::Ready(Some(Delivery::Event(stamped))) => {
+                got = true;
+                for f in frames_for(&stamped.event, &st.regs) {
+                    emit(f);
+                }
+            }
+            Poll::Ready(Some(Delivery::Lagged { missed })) => {
+                tracing::warn!(session = s.id, missed, "events dropped for a slow client")
+            }
+            Poll::Ready(Some(Delivery::Gap { .. })) => {}
+            Poll::Ready(None) => st.sub = None,
+            Poll::Pending => break,
+        }
+    }
+    got
+}
+
 fn deregister(s: &Session, id: i32, what: impl FnOnce(&Registration) -> bool) -> VirResult<()> {
-    let st = s.events.lock().unwrap_or_else(|e| e.into_inner());
-    let mut regs = st.regs.lock().unwrap_or_else(|e| e.into_inner());
-    match regs.get(&id) {
+    let mut st = s.events.lock().unwrap_or_else(|e| e.into_inner());
+    match st.regs.get(&id) {
         Some(r) if what(r) => {
-            regs.remove(&id);
+            st.regs.remove(&id);
             Ok(())
         }
         _ => Err(VirError::invalid_arg(
@@ -290,8 +294,8 @@ pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
 
 fn legacy_id(s: &Session, event_id: i32) -> Option<i32> {
     let st = s.events.lock().unwrap_or_else(|e| e.into_inner());
-    let regs = st.regs.lock().unwrap_or_else(|e| e.into_inner());
-    regs.iter()
+    st.regs
+        .iter()
         .find(|(_, r)| r.family == Family::LegacyDomain && r.event_id == event_id)
         .map(|(id, _)| *id)
 }
