@@ -823,3 +823,267 @@ fn helper_futures_are_send() {
     ));
     drop(r3);
 }
+
+// ---------------------------------------------------------------------------------------
+// The test driver's image against libvirt's own test driver (virsh -c test:///default,
+// which runs the driver inside virsh).
+
+fn virsh(cmds: &str) -> String {
+    let out = Command::new("timeout")
+        .args(["20", "virsh", "-q", "-c", "test:///default", cmds])
+        .output()
+        .expect("running virsh");
+    assert!(
+        out.status.success(),
+        "virsh {cmds:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn test_driver_images_are_exchangeable_with_libvirt() {
+    if !tool_exists("virsh") {
+        let reason = "test_driver_images_are_exchangeable_with_libvirt needs virsh";
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{reason} (CI=true: not skipping)");
+        }
+        eprintln!("SKIPPED: {reason}");
+        return;
+    }
+    use vireo_drivers::saveimage::test_image;
+    let dir = tempfile::tempdir().unwrap();
+    // libvirt writes, we read.
+    let theirs = dir.path().join("theirs.save");
+    virsh(&format!("save test {}", theirs.display()));
+    let xml = test_image::read(&theirs).unwrap();
+    assert!(xml.starts_with("<domain type='test'"), "{xml}");
+    assert!(xml.contains("<name>test</name>"), "{xml}");
+    // We write, libvirt reads (and starts the domain from it).
+    let ours = dir.path().join("ours.save");
+    test_image::write(&ours, &xml).unwrap();
+    let out = virsh(&format!(
+        "destroy test; restore {}; domstate test",
+        ours.display()
+    ));
+    assert!(out.contains("running"), "{out}");
+    // A qemu image is refused by libvirt's test driver, as by ours.
+    let qemu = dir.path().join("qemu.save");
+    let f = File::create(&qemu).unwrap();
+    let off = saveimage::write_partial_header(&f, &SaveHeader::new(&xml, true)).unwrap();
+    f.write_all_at(b"QEVM", off).unwrap();
+    saveimage::finalize(&f).unwrap();
+    let out = Command::new("timeout")
+        .args(["20", "virsh", "-q", "-c", "test:///default"])
+        .arg(format!("destroy test; restore {}", qemu.display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mismatched header magic"), "{err}");
+    assert!(matches!(
+        test_image::read(&qemu),
+        Err(test_image::TestImageError::BadMagic)
+    ));
+}
+
+// ---------------------------------------------------------------------------------------
+// The qemu image against libvirtd's qemu driver: it reads our header
+// (`save-image-dumpxml`), rewrites it in place (`save-image-define`) in a way we read back,
+// and calls a partial image incomplete, as we do. No guest is started.
+
+/// A private libvirtd with the qemu driver, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Libvirtd {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl Libvirtd {
+    fn start(dir: &Path) -> Libvirtd {
+        let run = dir.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let conf = format!(
+            "listen_tls = 0\nlisten_tcp = 0\nunix_sock_dir = \"{}\"\n\
+             unix_sock_group = \"root\"\nunix_sock_ro_perms = \"0770\"\n\
+             unix_sock_rw_perms = \"0770\"\nunix_sock_admin_perms = \"0700\"\n\
+             auth_unix_ro = \"none\"\nauth_unix_rw = \"none\"\nlog_filters = \"\"\n\
+             log_outputs = \"3:file:{}\"\n",
+            run.display(),
+            dir.join("libvirtd.log").display()
+        );
+        std::fs::write(dir.join("libvirtd.conf"), conf).unwrap();
+        let child = Command::new("/usr/sbin/libvirtd")
+            .arg("--config")
+            .arg(dir.join("libvirtd.conf"))
+            .arg("--pid-file")
+            .arg(dir.join("libvirtd.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.join("stderr.log")).unwrap())
+            .spawn()
+            .expect("spawn libvirtd");
+        let mut d = Libvirtd {
+            child,
+            dir: dir.to_path_buf(),
+        };
+        let t = Instant::now();
+        while std::os::unix::net::UnixStream::connect(d.sock()).is_err() {
+            if let Some(st) = d.child.try_wait().unwrap() {
+                panic!(
+                    "libvirtd exited ({st}): {}",
+                    std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "libvirtd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.join("run/libvirt-sock")
+    }
+
+    /// Runs `virsh -c qemu+unix:///system?socket=… ARGS`; returns (success, stdout, stderr).
+    fn virsh(&self, args: &[&str]) -> (bool, String, String) {
+        let uri = format!("qemu+unix:///system?socket={}", self.sock().display());
+        let out = Command::new("timeout")
+            .args(["30", "virsh", "-q", "-c", &uri])
+            .args(args)
+            .output()
+            .expect("running virsh");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Libvirtd {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const QEMU_XML: &str = "<domain type='kvm'>\n  <name>vireo-save-compat</name>\n  \
+    <uuid>8d1c3a52-6b4e-4d7a-9a0e-2f0b8c6d1e11</uuid>\n  \
+    <memory unit='KiB'>65536</memory>\n  <vcpu placement='static'>1</vcpu>\n  \
+    <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n  </os>\n  \
+    <devices>\n    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n  </devices>\n</domain>\n";
+
+#[test]
+fn qemu_images_are_exchangeable_with_libvirtd() {
+    let mut missing = Vec::new();
+    if !nix::unistd::geteuid().is_root() {
+        missing.push("root");
+    }
+    for t in ["libvirtd", "virsh", "qemu-system-x86_64"] {
+        if !tool_exists(t) {
+            missing.push(t);
+        }
+    }
+    if nix::unistd::User::from_name("libvirt-qemu")
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        missing.push("the libvirt-qemu user");
+    }
+    if !missing.is_empty() {
+        let reason = format!(
+            "qemu_images_are_exchangeable_with_libvirtd needs {}",
+            missing.join(", ")
+        );
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{reason} (CI=true: not skipping)");
+        }
+        eprintln!("SKIPPED: {reason}");
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("vireo-saveimage")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let lv = Libvirtd::start(&dir.path().join("libvirtd"));
+
+    // Our complete image, with a cookie and a stream start.
+    let ours = dir.path().join("ours.save");
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&ours)
+        .unwrap();
+    let header = SaveHeader {
+        cookie: Some("<qemu-cookie/>".into()),
+        ..SaveHeader::new(QEMU_XML, true)
+    };
+    let off = saveimage::write_partial_header(&f, &header).unwrap();
+    f.write_all_at(b"QEVM\0\0\0\x03", off).unwrap();
+
+    // While partial, libvirt refuses it as incomplete.
+    let p = ours.to_str().unwrap();
+    let (ok, _, err) = lv.virsh(&["save-image-dumpxml", p]);
+    assert!(!ok && err.contains("save image is incomplete"), "{err}");
+
+    saveimage::finalize(&f).unwrap();
+    let (ok, out, err) = lv.virsh(&["save-image-dumpxml", p]);
+    assert!(ok, "libvirtd cannot read our image: {err}");
+    assert!(out.contains("<name>vireo-save-compat</name>"), "{out}");
+
+    // libvirt rewrites the XML in place and flips was_running; we read its result.
+    let edited = out.replace(
+        "<name>vireo-save-compat</name>",
+        "<name>vireo-save-compat</name>\n  <description>edited by libvirt</description>",
+    );
+    let xml_path = dir.path().join("edited.xml");
+    std::fs::write(&xml_path, &edited).unwrap();
+    let (ok, _, err) = lv.virsh(&[
+        "save-image-define",
+        p,
+        xml_path.to_str().unwrap(),
+        "--paused",
+    ]);
+    assert!(ok, "save-image-define: {err}");
+    let (h, got_off) = saveimage::read_header(&f).unwrap();
+    assert_eq!(got_off, off, "the stream must not move");
+    assert!(
+        h.xml
+            .contains("<description>edited by libvirt</description>")
+    );
+    assert!(!h.was_running, "--paused clears was_running");
+    assert_eq!(h.cookie.as_deref(), Some("<qemu-cookie/>"));
+    let (_, h2) = restore_source(&ours).unwrap();
+    assert_eq!(h2, h);
+
+    // We rewrite it in place; libvirt reads our result.
+    let ours_edit = h
+        .xml
+        .replace("edited by libvirt", "edited by vireo, a longer description");
+    saveimage::update_xml(&f, &ours_edit).unwrap();
+    let (ok, out, err) = lv.virsh(&["save-image-dumpxml", p]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("edited by vireo, a longer description"),
+        "{out}"
+    );
+
+    // A foreign file is refused by both.
+    let foreign = dir.path().join("foreign.save");
+    std::fs::write(&foreign, vec![b'x'; 200]).unwrap();
+    let (ok, _, err) = lv.virsh(&["save-image-dumpxml", foreign.to_str().unwrap()]);
+    assert!(!ok && err.contains("image magic is incorrect"), "{err}");
+}
