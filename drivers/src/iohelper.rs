@@ -241,7 +241,7 @@ impl IoHelperError {
             IoHelperError::Cancelled => VirError::with(
                 ErrorCode::OperationAborted,
                 domain,
-                "save job: canceled by client",
+                "job 'domain save job' canceled by client",
             ),
             IoHelperError::Image { source, .. } => {
                 let text = match source {
