@@ -63,7 +63,12 @@ pub fn format_table(rows: &[Row]) -> String {
         .map(|r| r.id.map_or("-".to_string(), |i| i.to_string()))
         .collect();
     let wid = ids.iter().map(String::len).chain([2]).max().unwrap_or(2);
-    let wname = rows.iter().map(|r| r.name.len()).chain([4]).max().unwrap_or(4);
+    let wname = rows
+        .iter()
+        .map(|r| r.name.len())
+        .chain([4])
+        .max()
+        .unwrap_or(4);
     let mut s = format!("{:<wid$}  {:<wname$}  STATE\n", "ID", "NAME");
     for (r, id) in rows.iter().zip(&ids) {
         s.push_str(&format!("{id:<wid$}  {:<wname$}  {}\n", r.name, r.state));
@@ -311,7 +316,10 @@ pub async fn act(
             let _: DomainRet = client
                 .call(
                     RemoteProc::DomainCreateWithFlags,
-                    &DomainFlagsArgs { dom: d.clone(), flags },
+                    &DomainFlagsArgs {
+                        dom: d.clone(),
+                        flags,
+                    },
                 )
                 .await?;
         }
@@ -327,7 +335,10 @@ pub async fn act(
             client
                 .call::<_, ()>(
                     RemoteProc::DomainReboot,
-                    &DomainFlagsArgs { dom: d.clone(), flags: 0 },
+                    &DomainFlagsArgs {
+                        dom: d.clone(),
+                        flags: 0,
+                    },
                 )
                 .await?
         }
@@ -410,7 +421,10 @@ mod tests {
             cpu_time_ns: 0,
         };
         let t = format_info(&i);
-        assert!(t.starts_with("name:       vm\nuuid:       u\nid:         -\n"), "{t}");
+        assert!(
+            t.starts_with("name:       vm\nuuid:       u\nid:         -\n"),
+            "{t}"
+        );
         assert!(t.contains("max memory: 1024 KiB\n"), "{t}");
         assert!(t.contains("persistent: yes\nautostart:  no\n"), "{t}");
         assert_eq!(t.lines().count(), 11);

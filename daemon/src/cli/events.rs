@@ -52,7 +52,7 @@ pub struct EventsArgs {
 
 fn parse_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 && v < 1e9 => Ok(v),
+        Ok(v) if (0.0..1e9).contains(&v) => Ok(v),
         _ => Err(format!("`{s}` is not a number of seconds")),
     }
 }
@@ -207,21 +207,19 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
-/// Waits for SIGINT or SIGTERM; never returns if they cannot be watched.
-async fn interrupted() {
+/// A future that resolves on SIGINT or SIGTERM. The handlers are installed now, when
+/// this is called, not when the future is first polled, so a signal that arrives in
+/// between is not lost (nor does it kill the process).
+fn interrupted() -> Result<impl Future<Output = ()>, CliError> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut i), Ok(mut t)) => {
-            tokio::select! {
-                _ = i.recv() => {}
-                _ = t.recv() => {}
-            }
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
-        _ => std::future::pending().await,
-    }
+    })
 }
 
 async fn next(life: &mut EventStream, reboot: &mut EventStream) -> Option<Event> {
@@ -236,7 +234,7 @@ async fn next(life: &mut EventStream, reboot: &mut EventStream) -> Option<Event>
 /// `vireo events`.
 pub async fn watch(client: &Client, a: &EventsArgs, out: &mut dyn Write) -> Result<(), CliError> {
     // Watch for signals before subscribing, so none is missed once we say we listen.
-    let stop = interrupted();
+    let stop = interrupted()?;
     tokio::pin!(stop);
     let deadline = a
         .timeout
@@ -280,11 +278,9 @@ pub async fn watch(client: &Client, a: &EventsArgs, out: &mut dyn Write) -> Resu
     };
     if result.is_ok() {
         for id in [life.callback_id, reboot.callback_id] {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                client.deregister_domain_events(id),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), client.deregister_domain_events(id))
+                    .await;
         }
     }
     result

@@ -172,9 +172,7 @@ pub enum Command {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// Neither `-c` nor `VIREO_STATE_DIR` says where to connect.
-    #[error(
-        "no connection URI: pass -c URI, or set VIREO_STATE_DIR to vireod's state directory"
-    )]
+    #[error("no connection URI: pass -c URI, or set VIREO_STATE_DIR to vireod's state directory")]
     NoUri,
     /// The daemon refused a call, or the connection failed; a refusal's message is
     /// libvirt's.
@@ -261,7 +259,10 @@ mod tests {
 
     #[test]
     fn uri_from_flag_or_state_dir() {
-        assert_eq!(resolve_uri(Some("test:///x"), Some("/s")).unwrap(), "test:///x");
+        assert_eq!(
+            resolve_uri(Some("test:///x"), Some("/s")).unwrap(),
+            "test:///x"
+        );
         assert_eq!(
             resolve_uri(None, Some("/var/lib/vireo/")).unwrap(),
             "test+unix:///default?socket=/var/lib/vireo/run/libvirt-sock"
@@ -285,7 +286,14 @@ mod tests {
         assert!(matches!(c.command, Command::Start { paused: true, .. }));
         assert_eq!(c.connect.as_deref(), Some("u"));
         let c = Cli::try_parse_from([
-            "vireo", "events", "--domain", "vm", "--count", "3", "--timeout", "1.5",
+            "vireo",
+            "events",
+            "--domain",
+            "vm",
+            "--count",
+            "3",
+            "--timeout",
+            "1.5",
         ])
         .unwrap();
         match c.command {
