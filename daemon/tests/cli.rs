@@ -97,6 +97,8 @@ fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
 struct Watcher {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// Its stderr lines after the "watching" one.
+    errors: mpsc::Receiver<String>,
 }
 
 impl Watcher {
@@ -137,7 +139,11 @@ impl Watcher {
             Ok(l) => assert_eq!(l, "vireo: watching domain events"),
             Err(e) => panic!("vireo events did not subscribe: {e}; log:\n{}", log()),
         }
-        Watcher { child, lines }
+        Watcher {
+            child,
+            lines,
+            errors: erx,
+        }
     }
 
     /// The next line, waiting up to 10 s.
@@ -397,6 +403,64 @@ fn events_end_cleanly_on_timeout_sigint_and_sigterm() {
             "after {sig}"
         );
     }
+}
+
+#[test]
+fn events_fail_when_the_daemon_goes_away() {
+    let mut d = Daemon::start();
+    let mut w = Watcher::start(&d, &[]);
+    d.signal(15);
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(wait_exit(&mut w.child, Duration::from_secs(10)), Some(1));
+    assert_eq!(
+        w.errors.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "error: the connection to the daemon was lost"
+    );
+}
+
+#[test]
+fn events_end_quietly_when_the_reader_goes_away() {
+    let d = Daemon::start();
+    // `vireo events | head -n 1`, with vireo's own exit status (pipefail).
+    let mut sh = Command::new("bash")
+        .args([
+            "-c",
+            "set -o pipefail; \"$0\" -c \"$1\" events | head -n 1",
+            VIREO,
+            &d.uri(),
+        ])
+        .env_remove("VIREO_STATE_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(sh.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    assert_eq!(first, "vireo: watching domain events\n");
+    // Cause events until vireo has written into the closed pipe and ended.
+    let f = write_xml(&d, "cli-pipe");
+    let t = Instant::now();
+    let status = loop {
+        ok(&d, &["define", f.to_str().unwrap()]);
+        ok(&d, &["undefine", "cli-pipe"]);
+        if let Some(st) = sh.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "vireo events did not end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(0), "stderr: {rest}");
+    assert_eq!(rest, "");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut sh.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(out.ends_with(" cli-pipe defined added\n"), "{out}");
 }
 
 #[test]
