@@ -203,6 +203,8 @@ struct SaveOutcome {
     helper: Result<u64, IoHelperError>,
     /// Bytes the helper wrote.
     written: Arc<AtomicU64>,
+    /// When QEMU's half ended.
+    qemu_done: Instant,
 }
 
 /// The save's result as the domain actor computes it: success only when QEMU's
@@ -229,7 +231,7 @@ async fn save(
     let qemu_half = async {
         let r = guest.save_to_fd(w, ctl).await;
         let _ = tx.send(r.as_ref().map(|_| ()).map_err(|e| e.message.clone()));
-        r
+        (r, Instant::now())
     };
     let done = async {
         rx.await
@@ -243,11 +245,12 @@ async fn save(
         written.clone(),
         done,
     );
-    let (qemu, helper) = tokio::join!(qemu_half, helper_half);
+    let ((qemu, qemu_done), helper) = tokio::join!(qemu_half, helper_half);
     SaveOutcome {
         qemu,
         helper,
         written,
+        qemu_done,
     }
 }
 
@@ -746,6 +749,10 @@ async fn timings() {
     if !available() {
         return;
     }
+    let runs: usize = std::env::var("VIREO_SAVE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let env = Env::new();
     let dir = env.dir.path().join("images");
     std::fs::create_dir(&dir).unwrap();
@@ -765,54 +772,67 @@ async fn timings() {
         std::fs::remove_file(&target).unwrap();
         took
     };
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
     for ram in [64u32, 512] {
         let name = unique(&format!("t{ram}"));
         let def = env.def(&name, ram, ram - 2);
         let path = dir.join(format!("{name}.save"));
-        let mut s = env.start_filled(&def).await;
-        s.guest.pause().await.unwrap();
-        let header = SaveHeader::new(def.to_xml(), true);
-        let t = Instant::now();
-        let o = save(
-            s.guest.as_mut(),
-            &path,
-            &header,
-            SaveControl::default(),
-            Arc::new(AtomicU64::new(0)),
-        )
-        .await;
-        let save_took = t.elapsed();
-        combined(&o).unwrap();
-        let bytes = o.written.load(Ordering::Relaxed);
-        s.guest.destroy(false).await.unwrap();
-        let (file, _) = iohelper::restore_source(&path).unwrap();
-        let t = Instant::now();
-        let mut r = env
-            .hv
-            .restore(
-                &def,
-                file.into(),
-                StartOptions {
-                    paused: false,
-                    id: 2,
-                },
+        let (mut saves, mut streams, mut restores, mut dds) = (vec![], vec![], vec![], vec![]);
+        let mut mib = 0.0;
+        for _ in 0..runs {
+            let mut s = env.start_filled(&def).await;
+            s.guest.pause().await.unwrap();
+            let header = SaveHeader::new(def.to_xml(), true);
+            let t = Instant::now();
+            let o = save(
+                s.guest.as_mut(),
+                &path,
+                &header,
+                SaveControl::default(),
+                Arc::new(AtomicU64::new(0)),
             )
-            .await
-            .unwrap();
-        let restore_took = t.elapsed();
-        r.guest.destroy(false).await.unwrap();
-        std::fs::remove_file(&path).unwrap();
-        let mib = bytes as f64 / f64::from(MIB);
-        let dd_took = dd(mib.ceil() as u32);
+            .await;
+            saves.push(t.elapsed());
+            streams.push(o.qemu_done - t);
+            combined(&o).unwrap();
+            mib = o.written.load(Ordering::Relaxed) as f64 / f64::from(MIB);
+            s.guest.destroy(false).await.unwrap();
+            let (file, _) = iohelper::restore_source(&path).unwrap();
+            let t = Instant::now();
+            let mut r = env
+                .hv
+                .restore(
+                    &def,
+                    file.into(),
+                    StartOptions {
+                        paused: false,
+                        id: 2,
+                    },
+                )
+                .await
+                .unwrap();
+            restores.push(t.elapsed());
+            r.guest.destroy(false).await.unwrap();
+            std::fs::remove_file(&path).unwrap();
+            dds.push(dd(mib.ceil() as u32));
+        }
+        let (save, stream, restore, dd) = (
+            median(saves),
+            median(streams),
+            median(restores),
+            median(dds),
+        );
         eprintln!(
-            "{ram} MiB guest: stream {mib:.1} MiB; save {save_took:?} ({:.0} MiB/s), \
-             restore {restore_took:?}; dd {:.0} MiB conv=fdatasync {dd_took:?}; \
-             save/dd time ratio {:.2}",
-            mib / save_took.as_secs_f64(),
-            mib.ceil(),
-            save_took.as_secs_f64() / dd_took.as_secs_f64()
+            "{ram} MiB guest ({mib:.1} MiB stream), medians of {runs}: save {save:?} \
+             ({:.0} MiB/s; QEMU's stream done after {stream:?}), restore {restore:?}; \
+             dd of the same size with conv=fdatasync {dd:?}; save takes {:.2}x dd's time \
+             ({:.0} % of the synced write bandwidth)",
+            mib / save.as_secs_f64(),
+            save.as_secs_f64() / dd.as_secs_f64(),
+            100.0 * dd.as_secs_f64() / save.as_secs_f64(),
         );
     }
-    let dd512 = dd(512);
-    eprintln!("dd 512 MiB conv=fdatasync: {dd512:?}");
 }
