@@ -273,6 +273,35 @@ async fn save_and_destroy(env: &Env, def: &DomainDef, path: &Path) -> String {
     at_save
 }
 
+/// The bytes of the image are laid out as libvirt's qemu driver writes them
+/// (`virQEMUSaveHeader`: 16-byte magic, then native-endian u32 version, data_len,
+/// was_running, format, cookieOffset, 14 unused; the XML and its NUL; zero padding of
+/// at least 64 KiB; QEMU's stream), as read by libvirt's restore.
+fn assert_libvirt_layout(path: &Path, xml: &str) {
+    let bytes = std::fs::read(path).unwrap();
+    let u32_at = |o: usize| u32::from_ne_bytes(bytes[o..o + 4].try_into().unwrap());
+    assert_eq!(&bytes[..16], b"LibvirtQemudSave");
+    assert_eq!(u32_at(16), 2, "version");
+    let data_len = u32_at(20) as usize;
+    assert_eq!(u32_at(24), 1, "was_running");
+    assert_eq!(u32_at(28), 0, "format raw");
+    assert_eq!(u32_at(32), 0, "no cookie");
+    assert!(
+        bytes[36..92].iter().all(|b| *b == 0),
+        "unused words are zero"
+    );
+    assert_eq!(&bytes[92..92 + xml.len()], xml.as_bytes());
+    let region = &bytes[92..92 + data_len];
+    assert!(
+        region[xml.len()..].iter().all(|b| *b == 0),
+        "NUL and padding"
+    );
+    assert!(data_len >= xml.len() + 1 + 64 * 1024, "64 KiB reserve");
+    let stream = 92 + data_len;
+    assert_eq!(stream % 4096, 0, "stream aligned for O_DIRECT");
+    assert_eq!(&bytes[stream..stream + 4], b"QEVM", "QEMU's stream follows");
+}
+
 fn assert_no_qemu(env: &Env, name: &str) {
     let out = Command::new("pgrep")
         .args(["-f", &format!("guest={name}")])
@@ -343,6 +372,7 @@ async fn save_running_guest_then_restore_continues() {
         offset + written,
         "header + stream"
     );
+    assert_libvirt_layout(&path, &def.to_xml());
 
     let at_save = env.serial_text(&name);
     s.guest.destroy(false).await.unwrap();
@@ -493,6 +523,42 @@ async fn cancelled_save_leaves_the_guest_paused_and_resumable() {
     let read = drain.join().unwrap();
     assert!(read < 48 * u64::from(MIB), "read {read}");
     assert!(!pid_gone(pid_of(&s)));
+    assert!(s.events.try_recv().is_err(), "no events for the save");
+    env.assert_paused_then_resumes(&name, &mut s).await;
+    s.guest.destroy(false).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_save_future_cancels_the_migration() {
+    if !available() {
+        return;
+    }
+    let env = Env::new();
+    let name = unique("dropped");
+    let def = env.def(&name, 64, 48);
+    let mut s = env.start_filled(&def).await;
+    s.guest.pause().await.unwrap();
+    assert_eq!(next_event(&mut s.events).await, GuestEvent::Stopped);
+    let ctl = SaveControl::default();
+    let (r, w) = pipe_with_capacity(PIPE_CAPACITY).unwrap();
+    let drain = slow_drain(r);
+    {
+        let fut = s.guest.save_to_fd(w, ctl.clone());
+        tokio::pin!(fut);
+        let deadline = Instant::now() + TIMEOUT;
+        while ctl.processed.load(Ordering::Relaxed) < 4 * u64::from(MIB) {
+            assert!(Instant::now() < deadline, "the save did not progress");
+            tokio::select! {
+                r = &mut fut => panic!("the save ended early: {r:?}"),
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+    } // dropped mid-stream
+    // QEMU stops the migration and closes its end: the reader sees end of file early.
+    let read = tokio::task::spawn_blocking(move || drain.join().unwrap())
+        .await
+        .unwrap();
+    assert!(read < 48 * u64::from(MIB), "read {read}");
     assert!(s.events.try_recv().is_err(), "no events for the save");
     env.assert_paused_then_resumes(&name, &mut s).await;
     s.guest.destroy(false).await.unwrap();
