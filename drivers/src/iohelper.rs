@@ -290,7 +290,7 @@ pub fn pipe_capacity(fd: impl AsFd) -> io::Result<usize> {
 }
 
 /// How much written data the copy lets accumulate in the page cache before it asks the
-/// kernel to start writing it back ([`start_writeback`]).
+/// kernel to start writing it back (asynchronously, on a side thread).
 pub const WRITEBACK_CHUNK: u64 = 8 << 20;
 
 /// Asks the kernel to start writing back `[from, to)` of `file` now, without waiting, so

@@ -20,6 +20,18 @@
 //! or cancelled save it is paused. While a save runs, the event pump reports no
 //! `Stopped`/`Resumed` for it ([`MigrationState::saving`]).
 //!
+//! The caller's half (the domain actor): create the pipe
+//! ([`crate::iohelper::pipe_with_capacity`]), run `Guest::save_to_fd(write end)` and
+//! [`crate::iohelper::save_to_image`]`(read end, ..., source_done)` concurrently, and
+//! feed `source_done` from `save_to_fd`'s result (a oneshot). Then:
+//! - QEMU ok, helper ok → saved; the guest (postmigrate) is destroyed;
+//! - QEMU ok, helper failed (write/fdatasync error, helper killed) → failed; no image
+//!   is left (the helper removed it); resume the guest if it was running;
+//! - QEMU failed or cancelled → failed; `source_done` fails, so the helper removes its
+//!   file even though it saw a clean end of file (a short stream); the guest is paused;
+//! - QEMU died → failed as above, and the guest's events end with
+//!   `Exited{crashed: true}` as for any crash.
+//!
 //! Restore (the destination side): QEMU started with `-S -incoming defer`, then
 //! `migrate-set-capabilities events=on`, `getfd` with the source (an image file
 //! positioned at the stream, or a pipe's read end), `migrate-incoming uri=fd:NAME
