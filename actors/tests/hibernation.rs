@@ -189,7 +189,14 @@ async fn burst_of_jobs_on_a_hibernated_domain_wakes_one_actor() {
         .unwrap();
     assert_eq!(info.state.state, DomainState::Shutoff);
     // The five that waited time out with libvirt's lock error; then the first finishes.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let t0 = Instant::now();
+    while jobs.iter().filter(|j| j.is_finished()).count() < 5 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the waiters time out"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     fake.open_gate(1);
     let mut ok = 0;
     for j in jobs {
@@ -337,5 +344,31 @@ async fn private_file_instance_hibernates_its_inactive_domains() {
         runner.info().await.unwrap().state.state,
         DomainState::Running
     );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_start_leaves_the_domain_asleep_and_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeHypervisor::new();
+    let host = Host::start(fake_host_config(dir.path(), &fake, 1000))
+        .await
+        .unwrap();
+    let conn = host.open("test:///default").await.unwrap();
+    let dom = conn.define_domain(XML).await.unwrap();
+    fake.fail_next_start(vireo_messages::VirError::operation_failed(
+        vireo_messages::ErrorDomain::Domain,
+        "no room for this guest",
+    ));
+    let e = dom.start(false).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::OperationFailed);
+    hibernates(&dom).await;
+    let info = dom.info().await.unwrap();
+    assert_eq!(
+        (info.state.state, info.state.reason, info.id),
+        (DomainState::Shutoff, 0, None)
+    );
+    dom.start(false).await.unwrap();
+    assert_eq!(dom.info().await.unwrap().state.state, DomainState::Running);
     host.shutdown().await;
 }

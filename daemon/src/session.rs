@@ -9,8 +9,10 @@
 //!
 //! Protocol-level answers (libvirt-rpc.md §2 and §4): bad framing (length word below
 //! 28 or above 32 MiB + 4, or an undecodable header) closes the connection without an
-//! answer; an unknown program or version gets an RPC error reply; REPLY/STREAM packets
-//! from the client are ignored; a keepalive PING gets a PONG.
+//! answer; an unknown program or version gets an RPC error reply; REPLY packets from
+//! the client are ignored; a keepalive PING gets a PONG. STREAM (and STREAM_HOLE)
+//! packets go to the stream their serial names, opened by a stream procedure (see
+//! `procs::transfer`); packets for no open stream are dropped, as libvirt does.
 //!
 //! Keepalive, as libvirtd's virkeepalive does it: once the client has asked
 //! CONNECT_SUPPORTS_FEATURE(KEEPALIVE), the daemon sends a PING after
@@ -21,8 +23,9 @@
 //!
 //! In-flight limit, as libvirtd's `max_client_requests`: the reader takes a slot before
 //! it reads each packet; a CALL keeps its slot until its reply has been written, other
-//! packets give it back at once. A client with every slot taken is not read from until
-//! a reply goes out (logged once per client).
+//! packets give it back at once, except upload STREAM data, which keeps it until the
+//! stream has written it. A client with every slot taken is not read from until a
+//! reply goes out (logged once per client).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
