@@ -693,6 +693,10 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
 ///
 /// On any error — and when the future is dropped — the file is removed and the directory
 /// synced, so no image that claims to be valid is ever left behind.
+///
+/// `source_done` must also resolve (with `Err`) when the producer never starts, e.g.
+/// when QEMU refuses the `migrate` command: QEMU then still holds the pipe's write end
+/// (from `getfd`), the stream never ends, and the save would wait forever.
 pub async fn save_to_image<F>(
     src: OwnedFd,
     path: &Path,
