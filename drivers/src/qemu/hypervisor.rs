@@ -789,6 +789,13 @@ impl Guest for QemuGuest {
     fn status_record(&self) -> Value {
         self.record.clone()
     }
+
+    fn cpu_time_ns(&self) -> Option<u64> {
+        if self.exited() {
+            return None;
+        }
+        process::cpu_time_ns(self.pid)
+    }
 }
 
 #[cfg(test)]

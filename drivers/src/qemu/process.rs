@@ -359,6 +359,24 @@ pub fn describe_status(st: Option<ExitStatus>) -> String {
     }
 }
 
+/// CPU time (user + system, all threads, in nanoseconds) used so far by the live
+/// process `pid`, from `/proc/PID/stat` — what libvirt's qemu driver reports as a
+/// domain's cpuTime when it has no cgroup accounting. `None` if the process is gone.
+pub fn cpu_time_ns(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After "PID (comm) ": state is field 3, utime 14, stime 15.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&h| h > 0)
+        .unwrap_or(100) as u64;
+    Some((utime + stime).saturating_mul(1_000_000_000 / hz))
+}
+
 /// Whether `pid` no longer names a live process (missing, or a zombie waiting to be
 /// reaped by its parent).
 pub fn pid_gone(pid: u32) -> bool {
@@ -531,6 +549,20 @@ mod tests {
         let st = child.wait().await.unwrap().unwrap();
         assert_eq!(describe_status(Some(st)), "killed by signal 15");
         assert!(!verify_pid(pid, &sock));
+    }
+
+    #[test]
+    fn cpu_time_of_a_busy_process_grows() {
+        let me = std::process::id();
+        let before = cpu_time_ns(me).unwrap();
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(60) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let after = cpu_time_ns(me).unwrap();
+        assert!(after > before, "{before} -> {after}");
+        assert!(cpu_time_ns(u32::MAX - 1).is_none());
     }
 
     #[test]
