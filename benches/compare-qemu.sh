@@ -87,8 +87,11 @@ trap cleanup EXIT
 mkdir -p "$tmp/libvirtd/drivers"
 ln -s /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so \
     "$tmp/libvirtd/drivers/"
-LIBVIRT_DRIVER_DIR="$tmp/libvirtd/drivers" \
-    "$tools/libvirtd-private.sh" start "$tmp/libvirtd" >/dev/null
+if ! LIBVIRT_DRIVER_DIR="$tmp/libvirtd/drivers" \
+    "$tools/libvirtd-private.sh" start "$tmp/libvirtd" >/dev/null; then
+    tail -5 "$tmp/libvirtd/libvirtd.log" >&2 2>/dev/null
+    exit 1
+fi
 lsock="$tmp/libvirtd/run/libvirt-sock"
 
 # --- vireod on its own state dir ---
