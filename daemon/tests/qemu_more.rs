@@ -138,6 +138,77 @@ impl Drop for Q {
     }
 }
 
+/// `virsh event --all --loop` writing into a file, registered before it is returned.
+struct Events {
+    child: std::process::Child,
+    file: std::path::PathBuf,
+}
+
+impl Events {
+    fn start(q: &Q) -> Events {
+        let file = q.d.state().join("events.txt");
+        let child = Command::new("virsh")
+            .args([
+                "-c",
+                &q.uri(),
+                "event",
+                "--all",
+                "--loop",
+                "--timeout",
+                "120",
+            ])
+            .stdout(std::fs::File::create(&file).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let ev = Events { child, file };
+        // virsh registers after it connects: define and undefine a probe until it shows.
+        let t = Instant::now();
+        while !ev.text().contains("'probe'") {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "virsh event saw nothing"
+            );
+            q.define("probe", "qemu");
+            q.virsh_ok(&["undefine", "probe"]);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ev
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.file).unwrap_or_default()
+    }
+
+    /// Waits until the events for `dom` are exactly `want`, in this order.
+    fn expect(&self, dom: &str, want: &[&str]) {
+        let tag = format!("event 'lifecycle' for domain '{dom}': ");
+        let t = Instant::now();
+        loop {
+            let text = self.text();
+            let got: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix(tag.as_str()))
+                .collect();
+            if got == want {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10) && got.len() <= want.len(),
+                "{dom}: events {got:?}, wanted {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -149,6 +220,7 @@ fn kvm_guest_started_paused_then_resumed_and_destroyed() {
         return;
     }
     let q = Q::start();
+    let ev = Events::start(&q);
     q.define("kvm1", "kvm");
     q.virsh_ok(&["start", "--paused", "kvm1"]);
     q.wait_state("kvm1", "paused (user)");
@@ -170,6 +242,19 @@ fn kvm_guest_started_paused_then_resumed_and_destroyed() {
     q.wait_state("kvm1", "shut off (destroyed)");
     assert!(q.qemus().is_empty(), "QEMU left after destroy");
     q.virsh_ok(&["undefine", "kvm1"]);
+    // As libvirtd's qemu driver reports a paused start: Started, then Suspended.
+    ev.expect(
+        "kvm1",
+        &[
+            "Defined Added",
+            "Started Booted",
+            "Suspended Paused",
+            "Resumed Unpaused",
+            "Suspended Paused",
+            "Stopped Destroyed",
+            "Undefined Removed",
+        ],
+    );
 }
 
 #[test]
