@@ -18,6 +18,13 @@ command -v libvirtd >/dev/null 2>&1 || [ -x /usr/sbin/libvirtd ] || need+=(libvi
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 command -v nasm >/dev/null 2>&1 || need+=(nasm)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# the boot-sector test guests are assembled by the tests
+command -v as >/dev/null 2>&1 && command -v ld >/dev/null 2>&1 || need+=(binutils)
+# the save tests build a thin loop filesystem; process checks use pgrep
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v losetup >/dev/null 2>&1 || need+=(mount)
+command -v pgrep >/dev/null 2>&1 || need+=(procps)
+command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "install-host-deps: everything is already installed"
@@ -48,14 +55,18 @@ $SUDO apt-get update -qq
 pkgs=()
 for p in "${need[@]}"; do
   case "$p" in
-    qemu-system-x86) ;;
+    qemu-system-x86|qemu-utils) ;;
     *) pkgs+=("$p") ;;
   esac
 done
 if [ ${#pkgs[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
 fi
-if printf '%s\n' "${need[@]}" | grep -qx qemu-system-x86; then
-  $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86
+bp_pkgs=()
+for p in "${need[@]}"; do
+  case "$p" in qemu-system-x86|qemu-utils) bp_pkgs+=("$p") ;; esac
+done
+if [ ${#bp_pkgs[@]} -gt 0 ]; then
+  $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${bp_pkgs[@]}"
 fi
 echo "install-host-deps: done"

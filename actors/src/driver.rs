@@ -8,9 +8,15 @@
 //! caller sends the redefinition itself. Domain, network and pool actors are its linked
 //! children; if one fails (a bug), the driver rebuilds it from what is on disk — the
 //! same path a restarted host takes.
+//!
+//! Domains that are persistent, shut off and idle have no actor (they *hibernate*, see
+//! [`crate::directory::Owner`]): a new definition, a definition loaded from disk and a
+//! domain whose actor went back to sleep are directory entries only. A job for such a
+//! domain comes here as [`DriverMsg::Wake`]; since this mailbox is the only place that
+//! spawns an actor for an existing domain, a burst of jobs wakes exactly one.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -19,14 +25,15 @@ use vireo_bus::Hub;
 use vireo_drivers::hypervisor::{Hypervisor, StartOptions};
 use vireo_drivers::store::{Store, StoredKind};
 use vireo_drivers::testdata::TestConfig;
+use vireo_messages::Uuid;
 use vireo_messages::event::detail;
 use vireo_messages::{
     DomainEventKind, DomainState, ErrorCode, ErrorDomain, Event, EventKind, ObjectRef, StateReason,
     VirError, VirResult,
 };
-use vireo_xml::{DomainDef, FormatOptions};
+use vireo_xml::DomainDef;
 
-use crate::directory::{Directory, DomainEntry};
+use crate::directory::{Directory, DomainEntry, Dormant, LiveActor, Owner, Route};
 use crate::domain::{DomainActor, DomainArgs, DomainMsg, RunningGuest};
 use crate::network::{NetworkRegistry, Networks};
 use crate::pool::{PoolRegistry, Pools};
@@ -54,6 +61,7 @@ pub struct DriverCtx {
     /// How long a job waits for a busy domain's job slot.
     pub job_wait: Duration,
     next_id: AtomicU32,
+    spawned: AtomicU64,
 }
 
 impl DriverCtx {
@@ -69,6 +77,12 @@ impl DriverCtx {
     /// The error domain of this instance's driver.
     pub fn err_domain(&self) -> ErrorDomain {
         self.hv.error_domain()
+    }
+
+    /// How many domain actors this instance has spawned so far (new transient or
+    /// running domains, and every wake of a hibernated one).
+    pub fn domain_actors_spawned(&self) -> u64 {
+        self.spawned.load(Ordering::Relaxed)
     }
 
     pub(crate) fn publish(&self, object: ObjectRef, kind: EventKind) {
@@ -115,6 +129,8 @@ pub enum DriverMsg {
     /// Create a transient domain actor for `createXML`; the caller then starts it.
     /// An existing inactive domain with the same name and uuid is returned as is.
     PrepareTransient(Box<DomainDef>, oneshot::Sender<VirResult<DomainEntry>>),
+    /// Deliver a message (a job) to a domain, waking it first if it hibernates.
+    Wake(Uuid, DomainMsg),
     /// Stop every child and then the driver (host shutdown or last private connection).
     Retire(oneshot::Sender<()>),
     /// Network operations.
@@ -166,6 +182,7 @@ impl Actor for DriverActor {
             node: Arc::new(spec.seed.clone()),
             job_wait: spec.job_wait,
             next_id: AtomicU32::new(next_id.max(1)),
+            spawned: AtomicU64::new(0),
         });
         let fresh = match &ctx.store {
             Some(s) => !s.has_marker("initialized"),
@@ -180,7 +197,7 @@ impl Actor for DriverActor {
             load(&myself, &ctx).await?;
         }
         if spec.autostart {
-            autostart(&ctx).await;
+            autostart(&myself, &ctx).await;
         }
         let _ = ctx_out.send(ctx.clone());
         Ok(DriverState { ctx })
@@ -194,13 +211,14 @@ impl Actor for DriverActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             DriverMsg::DefineDomain(def, reply) => {
-                let r = define_domain(&myself, &st.ctx, *def).await;
+                let r = define_domain(&st.ctx, *def).await;
                 let _ = reply.send(r);
             }
             DriverMsg::PrepareTransient(def, reply) => {
                 let r = prepare_transient(&myself, &st.ctx, *def).await;
                 let _ = reply.send(r);
             }
+            DriverMsg::Wake(uuid, msg) => deliver(&myself, &st.ctx, uuid, msg).await,
             DriverMsg::Network(m) => Networks::handle(&myself, &st.ctx, m).await,
             DriverMsg::Pool(m) => Pools::handle(&myself, &st.ctx, m).await,
             DriverMsg::Retire(reply) => {
@@ -231,7 +249,7 @@ impl Actor for DriverActor {
             let failed = st
                 .ctx
                 .directory
-                .list(|e| e.actor.get_id() == id)
+                .list(|e| e.owner.actor().map(|a| a.get_id()) == Some(id))
                 .into_iter()
                 .next();
             tracing::error!(actor = %id, error = %err, "child actor failed");
@@ -254,11 +272,51 @@ fn dup_name_error(ctx: &DriverCtx, name: &str, uuid: &uuid::Uuid) -> VirError {
     )
 }
 
-async fn spawn_domain(
-    driver: &ActorRef<DriverMsg>,
-    ctx: &Arc<DriverCtx>,
-    args: DomainArgs,
-) -> VirResult<DomainEntry> {
+/// How a domain enters the directory: with an actor (it runs, or is transient), or
+/// hibernated (persistent and shut off).
+fn admit(args: DomainArgs) -> Result<DomainArgs, DomainEntry> {
+    if args.running.is_some() || !args.persistent {
+        return Ok(args);
+    }
+    let uuid = args.config.uuid().unwrap_or_else(uuid::Uuid::new_v4);
+    Err(DomainEntry {
+        uuid,
+        name: args.config.name().to_string(),
+        id: None,
+        state: args.initial,
+        persistent: true,
+        autostart: args.autostart,
+        managed_save: args.managed_save,
+        snapshots: 0,
+        owner: Owner::Hibernated(Arc::new(Dormant::of(&args.config))),
+    })
+}
+
+async fn spawn_actor(ctx: &Arc<DriverCtx>, args: DomainArgs) -> VirResult<LiveActor> {
+    let driver = args.driver.clone();
+    let inbound = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (actor, _) = Actor::spawn_linked(
+        None,
+        DomainActor,
+        (args, inbound.clone()),
+        driver.get_cell(),
+    )
+    .await
+    .map_err(|e| VirError::internal(ctx.err_domain(), format!("cannot start domain actor: {e}")))?;
+    ctx.spawned.fetch_add(1, Ordering::Relaxed);
+    Ok(LiveActor::new(actor, inbound))
+}
+
+/// Puts a domain into the directory: hibernated if it is persistent and shut off,
+/// otherwise with a new actor.
+async fn spawn_domain(ctx: &Arc<DriverCtx>, args: DomainArgs) -> VirResult<DomainEntry> {
+    let args = match admit(args) {
+        Ok(args) => args,
+        Err(entry) => {
+            ctx.directory.insert(entry.clone());
+            return Ok(entry);
+        }
+    };
     let uuid = args.config.uuid().unwrap_or_else(uuid::Uuid::new_v4);
     let name = args.config.name().to_string();
     let persistent = args.persistent;
@@ -268,11 +326,7 @@ async fn spawn_domain(
         Some(r) => (r.state, Some(vireo_messages::DomainId(r.id))),
         None => (args.initial, None),
     };
-    let (actor, _) = Actor::spawn_linked(None, DomainActor, args, driver.get_cell())
-        .await
-        .map_err(|e| {
-            VirError::internal(ctx.err_domain(), format!("cannot start domain actor: {e}"))
-        })?;
+    let live = spawn_actor(ctx, args).await?;
     let entry = DomainEntry {
         uuid,
         name,
@@ -282,17 +336,100 @@ async fn spawn_domain(
         autostart,
         managed_save,
         snapshots: 0,
-        actor,
+        owner: Owner::Actor(live),
     };
     ctx.directory.insert(entry.clone());
     Ok(entry)
 }
 
-async fn define_domain(
+/// Gives the job `msg` to the domain's actor, spawning one from the hibernated state if
+/// there is none. The job is queued before the directory names the new actor, so it
+/// comes before anything sent to the actor directly.
+async fn deliver(driver: &ActorRef<DriverMsg>, ctx: &Arc<DriverCtx>, uuid: Uuid, msg: DomainMsg) {
+    let mut msg = msg;
+    // A live actor refuses a job only after it stopped: it went to sleep before the job
+    // was counted (its entry already says so), or it was removed or failed.
+    for _ in 0..3 {
+        match ctx.directory.route_job(&uuid) {
+            Route::Gone => break,
+            Route::Actor(live) => match live.send_counted(msg) {
+                Ok(()) => return,
+                Err(Some(m)) => msg = m,
+                Err(None) => return,
+            },
+            Route::Hibernated => {
+                let Some(entry) = ctx.directory.by_uuid(&uuid) else {
+                    break;
+                };
+                let Owner::Hibernated(dormant) = &entry.owner else {
+                    continue;
+                };
+                let live = match wake(driver, ctx, &entry, dormant).await {
+                    Ok(a) => a,
+                    Err(e) => return fail(msg, e),
+                };
+                live.count();
+                if let Err(m) = live.send_counted(msg) {
+                    if let Some(m) = m {
+                        fail(m, gone(ctx, &uuid));
+                    }
+                    return;
+                }
+                ctx.directory.wake(&uuid, live);
+                return;
+            }
+        }
+    }
+    fail(msg, gone(ctx, &uuid));
+}
+
+fn gone(ctx: &DriverCtx, uuid: &Uuid) -> VirError {
+    VirError::with(
+        ErrorCode::NoDomain,
+        ctx.err_domain(),
+        format!("no domain with matching uuid '{uuid}'"),
+    )
+}
+
+/// Answers a message that cannot be delivered with `err`.
+fn fail(msg: DomainMsg, err: VirError) {
+    match msg {
+        DomainMsg::Job(_, reply) => {
+            let _ = reply.send(Err(err));
+        }
+        DomainMsg::XmlDesc { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        // Dropping the sender tells the asker the domain is gone.
+        _ => {}
+    }
+}
+
+/// Spawns the actor of a hibernated domain from its directory entry.
+async fn wake(
     driver: &ActorRef<DriverMsg>,
     ctx: &Arc<DriverCtx>,
-    mut def: DomainDef,
-) -> VirResult<Defined> {
+    entry: &DomainEntry,
+    dormant: &Dormant,
+) -> VirResult<LiveActor> {
+    let config = dormant.definition()?;
+    spawn_actor(
+        ctx,
+        DomainArgs {
+            ctx: ctx.clone(),
+            driver: driver.clone(),
+            config,
+            persistent: entry.persistent,
+            autostart: entry.autostart,
+            managed_save: entry.managed_save,
+            running: None,
+            initial: entry.state,
+        },
+    )
+    .await
+}
+
+async fn define_domain(ctx: &Arc<DriverCtx>, mut def: DomainDef) -> VirResult<Defined> {
     let name = def.name().to_string();
     let by_name = ctx.directory.by_name(&name);
     if let Some(uuid) = def.uuid() {
@@ -315,13 +452,9 @@ async fn define_domain(
         // clashes with the existing domain of that name.
         return Err(dup_name_error(ctx, &name, &e.uuid));
     }
-    def.ensure_uuid();
+    let uuid = def.ensure_uuid();
+    let xml = def.format(&Dormant::FORMAT);
     if let Some(store) = &ctx.store {
-        let xml = def.format(&FormatOptions {
-            id: None,
-            inactive: true,
-            secure: false,
-        });
         store
             .save_def(StoredKind::Domain, &name, &xml)
             .map_err(|e| {
@@ -332,20 +465,19 @@ async fn define_domain(
                 )
             })?;
     }
-    let entry = spawn_domain(
-        driver,
-        ctx,
-        DomainArgs {
-            ctx: ctx.clone(),
-            config: def,
-            persistent: true,
-            autostart: false,
-            managed_save: false,
-            running: None,
-            initial: StateReason::new(DomainState::Shutoff, 0),
-        },
-    )
-    .await?;
+    // A new definition is shut off and idle: it starts out hibernated.
+    let entry = DomainEntry {
+        uuid,
+        name,
+        id: None,
+        state: StateReason::new(DomainState::Shutoff, 0),
+        persistent: true,
+        autostart: false,
+        managed_save: false,
+        snapshots: 0,
+        owner: Owner::Hibernated(Arc::new(Dormant::with_xml(&def, xml))),
+    };
+    ctx.directory.insert(entry.clone());
     ctx.publish(
         ObjectRef::domain(entry.name.clone(), entry.uuid, None),
         EventKind::lifecycle(DomainEventKind::Defined, detail::defined::ADDED),
@@ -379,10 +511,10 @@ async fn prepare_transient(
     }
     def.ensure_uuid();
     spawn_domain(
-        driver,
         ctx,
         DomainArgs {
             ctx: ctx.clone(),
+            driver: driver.clone(),
             config: def,
             persistent: false,
             autostart: false,
@@ -407,11 +539,7 @@ async fn seed(
         if !d.transient
             && let Some(store) = &ctx.store
         {
-            let xml = def.format(&FormatOptions {
-                id: None,
-                inactive: true,
-                secure: false,
-            });
+            let xml = def.format(&Dormant::FORMAT);
             store.save_def(StoredKind::Domain, &name, &xml)?;
         }
         let running = if d.runstate.is_active() {
@@ -428,10 +556,10 @@ async fn seed(
             None
         };
         let entry = spawn_domain(
-            driver,
             ctx,
             DomainArgs {
                 ctx: ctx.clone(),
+                driver: driver.clone(),
                 config: def,
                 persistent: !d.transient,
                 autostart: false,
@@ -442,9 +570,11 @@ async fn seed(
         )
         .await?;
         // Ask the new actor to write its status record now that it owns the guest.
-        if entry.is_active() {
+        if entry.is_active()
+            && let Some(actor) = entry.owner.actor()
+        {
             let (tx, rx) = oneshot::channel();
-            let _ = entry.actor.cast(DomainMsg::Info(tx));
+            let _ = actor.cast(DomainMsg::Info(tx));
             let _ = rx.await;
         }
     }
@@ -542,12 +672,20 @@ async fn reload_domain(
                 });
             }
             Ok(None) | Err(_) => {
-                // The guest is gone: drop the record; the domain is shut off.
+                // The guest is gone: drop the record; the domain is shut off, without
+                // an event. libvirt's qemu driver gives reason "crashed" when it cannot
+                // reconnect to a QEMU started with -no-shutdown (ours always is); the
+                // test driver has no such case and says "unknown".
                 let _ = store.remove_status(StoredKind::Domain, name);
-                initial = StateReason::new(
-                    DomainState::Shutoff,
-                    vireo_messages::state::shutoff::UNKNOWN,
-                );
+                let reason = match ctx.hv.flavour() {
+                    vireo_drivers::hypervisor::Flavour::Qemu => {
+                        vireo_messages::state::shutoff::CRASHED
+                    }
+                    vireo_drivers::hypervisor::Flavour::Test => {
+                        vireo_messages::state::shutoff::UNKNOWN
+                    }
+                };
+                initial = StateReason::new(DomainState::Shutoff, reason);
                 if config.is_none() {
                     return Ok(());
                 }
@@ -562,10 +700,10 @@ async fn reload_domain(
     };
     let managed_save = store.managed_save_path(name).exists();
     spawn_domain(
-        driver,
         ctx,
         DomainArgs {
             ctx: ctx.clone(),
+            driver: driver.clone(),
             config,
             persistent,
             autostart: store.autostart(StoredKind::Domain, name),
@@ -579,24 +717,18 @@ async fn reload_domain(
 }
 
 /// Starts every inactive persistent domain marked autostart.
-async fn autostart(ctx: &Arc<DriverCtx>) {
+async fn autostart(driver: &ActorRef<DriverMsg>, ctx: &Arc<DriverCtx>) {
     for e in ctx.directory.list(|e| e.autostart && !e.is_active()) {
         let (tx, rx) = oneshot::channel();
-        if e.actor
-            .cast(DomainMsg::Job(
-                crate::domain::JobRequest::Start { paused: false },
-                tx,
-            ))
-            .is_ok()
-        {
-            // Do not wait here: a slow guest must not hold up the driver's start.
-            let name = e.name.clone();
-            tokio::spawn(async move {
-                if let Ok(Err(err)) = rx.await {
-                    tracing::warn!(domain = %name, error = %err, "autostart failed");
-                }
-            });
-        }
+        let start = DomainMsg::Job(crate::domain::JobRequest::Start { paused: false }, tx);
+        deliver(driver, ctx, e.uuid, start).await;
+        // Do not wait here: a slow guest must not hold up the driver's start.
+        let name = e.name.clone();
+        tokio::spawn(async move {
+            if let Ok(Err(err)) = rx.await {
+                tracing::warn!(domain = %name, error = %err, "autostart failed");
+            }
+        });
     }
     crate::network::autostart(ctx).await;
     crate::pool::autostart(ctx).await;

@@ -5,6 +5,11 @@
 //! instance's directories without messaging any actor; operations are messages to the
 //! owning actor, awaited with their reply. A handle whose object has gone answers
 //! libvirt's "not found" error, never a panic.
+//!
+//! A [`Domain`] handle holds no actor: each call finds the domain's current owner in the
+//! directory. Queries on a hibernated domain are answered from the directory; jobs on
+//! one go to the driver actor, which wakes it. A message refused by an actor that is
+//! going back to hibernation comes back to the handle, which routes it again.
 
 use std::sync::Arc;
 
@@ -14,8 +19,8 @@ use vireo_drivers::testdata::TestConfig;
 use vireo_messages::{DomainId, ErrorCode, ErrorDomain, Uuid, VirError, VirResult};
 use vireo_xml::{DomainDef, NetworkDef, PoolDef};
 
-use crate::directory::DomainEntry;
-use crate::domain::{DomainInfo, DomainMsg, JobRequest};
+use crate::directory::{DomainEntry, Owner, Route};
+use crate::domain::{DomainInfo, DomainMsg, JobRequest, dormant_info, xml_desc};
 use crate::driver::{Defined, DriverCtx, DriverMsg, no_domain};
 use crate::helper::HelperTask;
 use crate::iface::Interfaces;
@@ -154,6 +159,12 @@ impl Connection {
         &self.drv.secrets
     }
 
+    /// The directory for this instance's own files (its store's definitions root,
+    /// e.g. `STATE/test`); `None` for in-memory instances.
+    pub fn state_dir(&self) -> Option<&std::path::Path> {
+        self.ctx().store.as_ref().map(|s| s.config_root())
+    }
+
     /// The URI this connection serves.
     pub fn uri(&self) -> &str {
         &self.ctx().uri
@@ -184,8 +195,18 @@ impl Connection {
             conn: self.clone(),
             uuid: e.uuid,
             name: e.name,
-            actor: e.actor,
         }
+    }
+
+    /// How many domain actors this instance has spawned so far (each wake of a
+    /// hibernated domain counts one).
+    pub fn domain_actors_spawned(&self) -> u64 {
+        self.ctx().domain_actors_spawned()
+    }
+
+    /// How many domains have a live actor right now (the others hibernate).
+    pub fn live_domain_actors(&self) -> usize {
+        self.ctx().directory.live_actors()
     }
 
     /// Defines (or redefines) a persistent domain from XML.
@@ -432,8 +453,12 @@ pub struct Domain {
     conn: Connection,
     uuid: Uuid,
     name: String,
-    actor: ActorRef<DomainMsg>,
 }
+
+/// How often a handle re-routes a message refused by an actor before it gives up. An
+/// actor refuses only while it goes back to hibernation (its entry already says so) or
+/// after it stopped (its entry is removed, or rebuilt by the driver shortly after).
+const REROUTES: u32 = 50;
 
 impl Domain {
     /// The uuid.
@@ -475,29 +500,100 @@ impl Domain {
         )
     }
 
+    /// Whether the domain hibernates right now (no actor; see
+    /// [`crate::directory::Owner`]).
+    pub fn is_hibernated(&self) -> VirResult<bool> {
+        Ok(matches!(self.entry()?.owner, Owner::Hibernated(_)))
+    }
+
+    /// Sends the query `msg` to the domain's actor; for a hibernated domain, `local`
+    /// answers it from the directory entry.
+    async fn query(
+        &self,
+        mut msg: DomainMsg,
+        local: impl FnOnce(&DomainEntry, DomainMsg),
+    ) -> VirResult<()> {
+        for attempt in 0..REROUTES {
+            let e = self.entry()?;
+            match &e.owner {
+                Owner::Actor(l) => match l.actor.cast(msg) {
+                    Ok(()) => return Ok(()),
+                    Err(ractor::MessagingErr::SendErr(m)) => msg = m,
+                    Err(_) => return Err(self.gone()),
+                },
+                Owner::Hibernated(_) => {
+                    local(&e, msg);
+                    return Ok(());
+                }
+            }
+            if attempt > 2 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+        Err(self.gone())
+    }
+
     async fn job(&self, req: JobRequest) -> VirResult<String> {
         let (tx, rx) = oneshot::channel();
-        self.actor
-            .cast(DomainMsg::Job(req, tx))
-            .map_err(|_| self.gone())?;
+        let mut msg = DomainMsg::Job(req, tx);
+        let ctx = self.conn.ctx();
+        let mut sent = false;
+        for _ in 0..REROUTES {
+            match ctx.directory.route_job(&self.uuid) {
+                Route::Gone => return Err(self.gone()),
+                Route::Actor(live) => match live.send_counted(msg) {
+                    Ok(()) => {
+                        sent = true;
+                        break;
+                    }
+                    Err(Some(m)) => msg = m,
+                    Err(None) => return Err(self.gone()),
+                },
+                Route::Hibernated => {
+                    self.conn
+                        .drv
+                        .actor
+                        .cast(DriverMsg::Wake(self.uuid, msg))
+                        .map_err(|_| driver_gone(ctx))?;
+                    sent = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if !sent {
+            return Err(self.gone());
+        }
         rx.await.map_err(|_| self.gone())?
     }
 
     /// Runtime facts (`virDomainGetInfo`, state, flags).
     pub async fn info(&self) -> VirResult<DomainInfo> {
         let (tx, rx) = oneshot::channel();
-        self.actor
-            .cast(DomainMsg::Info(tx))
-            .map_err(|_| self.gone())?;
+        self.query(DomainMsg::Info(tx), |e, m| {
+            if let (Owner::Hibernated(d), DomainMsg::Info(tx)) = (&e.owner, m) {
+                let _ = tx.send(dormant_info(e, d));
+            }
+        })
+        .await?;
         rx.await.map_err(|_| self.gone())
     }
 
     /// The XML description (`VIR_DOMAIN_XML_*` flags).
     pub async fn xml(&self, flags: u32) -> VirResult<String> {
         let (tx, rx) = oneshot::channel();
-        self.actor
-            .cast(DomainMsg::XmlDesc { flags, reply: tx })
-            .map_err(|_| self.gone())?;
+        let ctx = self.conn.ctx();
+        self.query(DomainMsg::XmlDesc { flags, reply: tx }, |e, m| {
+            if let (Owner::Hibernated(d), DomainMsg::XmlDesc { flags, reply }) = (&e.owner, m) {
+                let r = d
+                    .definition()
+                    .and_then(|config| xml_desc(ctx, &config, None, None, flags));
+                let _ = reply.send(r);
+            }
+        })
+        .await?;
         rx.await.map_err(|_| self.gone())?
     }
 

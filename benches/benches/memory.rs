@@ -8,7 +8,11 @@
 //! * (a) the process baseline before any host exists (after the runtime is built);
 //! * (b) after `Host::start` with the default `test:///default` state, idle, after a
 //!   short settle;
-//! * (c) after defining 10,000 small domains, giving bytes per domain = (c − b) / 10,000;
+//! * (c) after defining 10,000 small domains, giving bytes per domain = (c − b) / 10,000.
+//!   A defined, shut-off domain *hibernates*: it has no actor, only its directory entry
+//!   and its definition as canonical XML (see `vireo_actors::directory::Owner`);
+//! * (d) after starting 1,000 of them (each wakes a domain actor that holds the guest),
+//!   per running domain, and (e) after destroying them again (back to hibernation);
 //!
 //! and prints each figure with its ratio to the target. Resident memory comes from
 //! `/proc/self/smaps_rollup` (`Rss`, falling back to `VmRSS` in `/proc/self/status`).
@@ -18,8 +22,9 @@
 //!
 //! Then, to see where per-domain memory goes, it re-runs itself once per rough
 //! experiment (a fresh process each, so RSS deltas are not blurred by memory an earlier
-//! step freed): 10,000 parsed and normalized `DomainDef`s (the DOM of a definition),
-//! 10,000 trivial ractor actors (unlinked, and linked to a parent as domain actors are
+//! step freed): 10,000 parsed and normalized `DomainDef`s (the DOM of a definition,
+//! which a live actor holds), 10,000 `Dormant` definitions (what a hibernated domain
+//! keeps instead), 10,000 trivial ractor actors (unlinked, and linked to a parent as domain actors are
 //! to their driver), 10,000 plain tokio tasks with a channel each (what an actor costs
 //! at the least), 10,000 idle tokio unbounded channels (ractor's ports), and 10,000
 //! events through a hub (the bounded replay ring), and repeats the define run with
@@ -45,6 +50,8 @@ use vireo_actors::{Host, HostConfig, ListFilter};
 
 /// How many domains (or objects, in experiments) are created.
 const N: usize = 10_000;
+/// How many of them are started in phase (d).
+const RUNNING: usize = 1_000;
 /// libvirtd's idle resident set, and the targets derived from it.
 const LIBVIRTD_IDLE_BYTES: f64 = 23.6e6;
 const IDLE_TARGET_BYTES: f64 = LIBVIRTD_IDLE_BYTES / 2.0;
@@ -300,6 +307,51 @@ fn main() {
         per_rss / PER_DOMAIN_TARGET_BYTES
     );
     print_growth(&b, &c, N);
+    println!(
+        "      live domain actors: {} (of {} domains)",
+        conn.live_domain_actors(),
+        total
+    );
+
+    rt.block_on(async {
+        for i in 0..RUNNING {
+            let d = conn
+                .lookup_domain_by_name(&format!("d{i}"))
+                .expect("lookup");
+            d.start(false).await.expect("start");
+        }
+    });
+    settle(&rt);
+    let d = snapshot();
+    println!(
+        "  (d) {RUNNING} of them running          RSS {:>7.2} MB  heap {:>7.2} MB  (live domain actors: {})",
+        mb(d.rss as f64),
+        mb(d.heap as f64),
+        conn.live_domain_actors()
+    );
+    println!(
+        "      per running domain (on top of defined): RSS {:.0} B, live heap {:.0} B in {:.1} allocations",
+        (d.rss as f64 - c.rss as f64) / RUNNING as f64,
+        (d.heap - c.heap) as f64 / RUNNING as f64,
+        (d.allocs - c.allocs) as f64 / RUNNING as f64
+    );
+    rt.block_on(async {
+        for i in 0..RUNNING {
+            let d = conn
+                .lookup_domain_by_name(&format!("d{i}"))
+                .expect("lookup");
+            d.destroy(false).await.expect("destroy");
+        }
+    });
+    settle(&rt);
+    let e = snapshot();
+    println!(
+        "  (e) destroyed again               RSS {:>7.2} MB  heap {:>7.2} MB  (live domain actors: {}; heap vs (c): {:+.0} B per destroyed domain)",
+        mb(e.rss as f64),
+        mb(e.heap as f64),
+        conn.live_domain_actors(),
+        (e.heap - c.heap) as f64 / RUNNING as f64
+    );
 
     rt.block_on(host.shutdown());
     drop(conn);
@@ -311,6 +363,7 @@ fn main() {
     let exe = std::env::current_exe().expect("current exe");
     for name in [
         "dom",
+        "dormant",
         "actors",
         "actors-linked",
         "tasks",
@@ -403,6 +456,30 @@ fn experiment(name: &str) {
                 size_of::<vireo_xml::Node>()
             );
             drop(defs);
+        }
+        "dormant" => {
+            let defs: Vec<vireo_xml::DomainDef> = (0..N)
+                .map(|i| {
+                    let mut d = vireo_xml::DomainDef::parse(&small_domain(i)).expect("parse");
+                    d.normalize().expect("normalize");
+                    d.ensure_uuid();
+                    d
+                })
+                .collect();
+            let before = snapshot();
+            let dormant: Vec<_> = defs
+                .iter()
+                .map(|d| std::sync::Arc::new(vireo_actors::directory::Dormant::of(d)))
+                .collect();
+            let after = snapshot();
+            report(
+                name,
+                "hibernated definition (Arc<Dormant>)",
+                &before,
+                &after,
+                false,
+            );
+            drop((defs, dormant));
         }
         "actors" | "actors-linked" => {
             let before = snapshot();

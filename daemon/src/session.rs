@@ -9,8 +9,10 @@
 //!
 //! Protocol-level answers (libvirt-rpc.md §2 and §4): bad framing (length word below
 //! 28 or above 32 MiB + 4, or an undecodable header) closes the connection without an
-//! answer; an unknown program or version gets an RPC error reply; REPLY/STREAM packets
-//! from the client are ignored; a keepalive PING gets a PONG.
+//! answer; an unknown program or version gets an RPC error reply; REPLY packets from
+//! the client are ignored; a keepalive PING gets a PONG. STREAM (and STREAM_HOLE)
+//! packets go to the stream their serial names, opened by a stream procedure (see
+//! `procs::transfer`); packets for no open stream are dropped, as libvirt does.
 //!
 //! Keepalive, as libvirtd's virkeepalive does it: once the client has asked
 //! CONNECT_SUPPORTS_FEATURE(KEEPALIVE), the daemon sends a PING after
@@ -21,16 +23,19 @@
 //!
 //! In-flight limit, as libvirtd's `max_client_requests`: the reader takes a slot before
 //! it reads each packet; a CALL keeps its slot until its reply has been written, other
-//! packets give it back at once. A client with every slot taken is not read from until
-//! a reply goes out (logged once per client).
+//! packets give it back at once, except upload STREAM data, which keeps it until the
+//! stream has written it. A client with every slot taken is not read from until a
+//! reply goes out (logged once per client).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use std::collections::HashMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,6 +62,35 @@ impl From<Bytes> for Outgoing {
     fn from(frame: Bytes) -> Outgoing {
         Outgoing { frame, slot: None }
     }
+}
+
+impl Outgoing {
+    /// A frame that holds `slot` until it has been written (stream flow control).
+    pub fn with_slot(frame: Bytes, slot: OwnedSemaphorePermit) -> Outgoing {
+        Outgoing {
+            frame,
+            slot: Some(slot),
+        }
+    }
+}
+
+/// A STREAM packet from the client for an open stream, with the in-flight slot it
+/// holds until the stream has consumed it (so a slow consumer throttles the reader).
+pub struct StreamIn {
+    /// The packet (type STREAM or STREAM_HOLE, status CONTINUE/OK/ERROR).
+    pub packet: Packet,
+    /// Released when dropped.
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// What a stream procedure gets when it opens its stream.
+pub struct StreamIo {
+    /// The client's packets for this stream, in order; closed with the connection.
+    pub rx: mpsc::UnboundedReceiver<StreamIn>,
+    /// Fires once the call's REPLY is queued, so stream data goes out after it.
+    pub replied: oneshot::Receiver<()>,
+    /// The writer, for stream packets (an [`Outgoing`] may carry a flow-control slot).
+    pub out: mpsc::UnboundedSender<Outgoing>,
 }
 
 /// The keepalive bookkeeping (libvirt's `intervalStart` and `countToDeath`).
@@ -94,6 +128,8 @@ pub struct Session {
     limits: Limits,
     keepalive: Mutex<Keepalive>,
     keepalive_start: Notify,
+    streams: Mutex<HashMap<u32, mpsc::UnboundedSender<StreamIn>>>,
+    reply_hooks: Mutex<HashMap<u32, oneshot::Sender<()>>>,
 }
 
 impl Session {
@@ -146,6 +182,53 @@ impl Session {
         }
     }
 
+    /// Opens the stream of the call with serial `serial`: the client's STREAM packets
+    /// with that serial are routed to the returned receiver until [`Session::close_stream`].
+    pub fn open_stream(&self, serial: u32) -> StreamIo {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (hook, replied) = oneshot::channel();
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(serial, tx);
+        self.reply_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(serial, hook);
+        StreamIo {
+            rx,
+            replied,
+            out: self.out.clone(),
+        }
+    }
+
+    /// Forgets a stream: later packets with its serial are dropped (as libvirt does).
+    pub fn close_stream(&self, serial: u32) {
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&serial);
+    }
+
+    fn route_stream(&self, packet: Packet, slot: OwnedSemaphorePermit) {
+        let serial = packet.header.serial;
+        let tx = self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&serial)
+            .cloned();
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(StreamIn { packet, slot });
+            }
+            None => debug!(
+                session = self.id,
+                serial, "stream packet for no open stream dropped"
+            ),
+        }
+    }
+
     /// A packet arrived from the client: the keepalive count starts over.
     fn packet_received(&self) {
         let mut k = self.keepalive.lock().unwrap_or_else(|e| e.into_inner());
@@ -154,9 +237,11 @@ impl Session {
     }
 }
 
-/// Pings a silent client and cancels `dead` when it stopped answering.
-async fn keepalive_loop(s: Arc<Session>, dead: CancellationToken) {
+/// Pings a silent client and cancels `dead` when it stopped answering; ends when
+/// `done` (the session is over) or `dead` is cancelled.
+async fn keepalive_loop(s: Arc<Session>, dead: CancellationToken, done: CancellationToken) {
     tokio::select! {
+        _ = done.cancelled() => return,
         _ = dead.cancelled() => return,
         _ = s.keepalive_start.notified() => {}
     }
@@ -169,6 +254,7 @@ async fn keepalive_loop(s: Arc<Session>, dead: CancellationToken) {
             .interval_start
             + interval;
         tokio::select! {
+            _ = done.cancelled() => return,
             _ = dead.cancelled() => return,
             _ = tokio::time::sleep_until(due) => {}
         }
@@ -282,8 +368,12 @@ pub async fn run<S>(
             count_to_death: limits.keepalive_count,
         }),
         keepalive_start: Notify::new(),
+        streams: Mutex::new(HashMap::new()),
+        reply_hooks: Mutex::new(HashMap::new()),
     });
-    let pinger = tokio::spawn(keepalive_loop(session.clone(), dead.clone()));
+    // Cancelled when the session is over, to stop the pinger.
+    let done = CancellationToken::new();
+    let pinger = tokio::spawn(keepalive_loop(session.clone(), dead.clone(), done.clone()));
     let slots = Arc::new(Semaphore::new(limits.max_client_requests.max(1)));
     let mut warned = false;
     let calls = TaskTracker::new();
@@ -335,7 +425,13 @@ pub async fn run<S>(
     }
     procs::events::stop(&session);
     session.set_conn(None, false);
-    dead.cancel();
+    // Open streams see their channel close and give up.
+    session
+        .streams
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    done.cancel();
     let _ = pinger.await;
     drop(session);
     let _ = writer.await;
@@ -368,7 +464,11 @@ fn handle_packet(
             }
             return;
         }
-        // Replies, stream packets and holes from a client are ignored (no streams yet).
+        MessageType::Stream | MessageType::StreamHole if h.prog == REMOTE_PROGRAM => {
+            session.route_stream(packet, slot);
+            return;
+        }
+        // Replies (and stream packets of other programs) from a client are ignored.
         _ => return,
     }
     if h.prog != REMOTE_PROGRAM || h.vers != PROTOCOL_VERSION {
@@ -383,6 +483,15 @@ fn handle_packet(
             frame,
             slot: Some(slot),
         });
+        // A stream procedure waits for its REPLY to be queued before sending data.
+        let hook = s
+            .reply_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&h.serial);
+        if let Some(hook) = hook {
+            let _ = hook.send(());
+        }
     });
 }
 

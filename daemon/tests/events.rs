@@ -155,7 +155,8 @@ fn python_cycles_and_a_thousand_domains() {
     if !have_python_libvirt() {
         return;
     }
-    let d = Daemon::start();
+    // 1000 durable defines: keep the store's fsyncs off the disk.
+    let d = Daemon::start_on_tmpfs();
     let script = format!(
         "{PY_PRELUDE}{}",
         r#"

@@ -122,8 +122,12 @@ fn pongs_keep_a_client_and_pings_are_answered() {
 #[test]
 fn max_clients_holds_new_connections_until_one_leaves() {
     let d = Daemon::start_with(&["--max-clients", "2"]);
-    // wait_ready's probe connection may still hold a slot for a moment.
-    std::thread::sleep(Duration::from_millis(100));
+    // wait_ready's probe connection holds a slot until the daemon sees it close.
+    let t = Instant::now();
+    while !d.log().contains("client gone") {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", d.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut a = connect(&d);
     handshake(&mut a);
     let mut b = connect(&d);
@@ -213,4 +217,41 @@ fn max_client_requests_stops_reading_until_replies_go_out() {
         assert_eq!(p.header.status, MessageStatus::Ok);
         got += 1;
     }
+}
+
+#[test]
+fn python_with_an_event_loop_answers_pings_and_stays() {
+    if !common::have_python_libvirt() {
+        return;
+    }
+    let d = Daemon::start_with(&["--keepalive-interval", "1", "--keepalive-count", "1"]);
+    let script = r#"
+import sys, threading, time
+import libvirt
+libvirt.virEventRegisterDefaultImpl()
+def loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+threading.Thread(target=loop, daemon=True).start()
+c = libvirt.open(sys.argv[1])
+# Silent for longer than the daemon's 1 s + 1 unanswered PING allowance.
+time.sleep(3.5)
+assert c.isAlive() == 1
+assert c.getType() == 'TEST'
+print('OK')
+"#;
+    let o = Command::new("/usr/bin/python3")
+        .args(["-c", script, &d.uri()])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "OK",
+        "{}\n{}\nlog:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+        d.log()
+    );
+    // The daemon did ping it, and did not drop it.
+    assert!(d.log().contains("sending keepalive request"), "{}", d.log());
+    assert!(!d.log().contains("keepalive timeout"), "{}", d.log());
 }

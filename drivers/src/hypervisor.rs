@@ -8,7 +8,10 @@
 //! state machine does — they only carry out an operation that is already legal.
 
 use std::future::Future;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use tokio::sync::mpsc;
 use vireo_messages::{ErrorDomain, VirResult};
@@ -109,6 +112,37 @@ pub trait Hypervisor: Send + Sync + 'static {
         record: &'a serde_json::Value,
         def: &'a DomainDef,
     ) -> BoxFuture<'a, VirResult<Option<Started>>>;
+
+    /// Starts a guest whose state comes from a saved migration stream read from
+    /// `source` (a file positioned at the stream's first byte, or a pipe's read end).
+    /// The guest is left paused; the caller resumes it if the save image says it was
+    /// running. Drivers without a migration stream (the test driver) answer
+    /// VIR_ERR_NO_SUPPORT; their save images hold only the definition.
+    fn restore<'a>(
+        &'a self,
+        def: &'a DomainDef,
+        source: OwnedFd,
+        opts: StartOptions,
+    ) -> BoxFuture<'a, VirResult<Started>> {
+        let _ = (def, source, opts);
+        Box::pin(async move {
+            Err(vireo_messages::VirError::no_support(
+                self.error_domain(),
+                "restore from a migration stream",
+            ))
+        })
+    }
+}
+
+/// Shared between a save job and whoever watches or aborts it.
+#[derive(Debug, Clone, Default)]
+pub struct SaveControl {
+    /// Bytes of guest state the hypervisor has sent so far (for job info).
+    pub processed: Arc<AtomicU64>,
+    /// Best estimate of the total bytes (guest RAM), 0 when unknown.
+    pub total: Arc<AtomicU64>,
+    /// Set by an abort request; the save stops as soon as it can.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// A freshly started or reattached guest and its event stream.
@@ -143,5 +177,22 @@ pub trait Guest: Send + 'static {
     /// user + system time from `/proc`).
     fn cpu_time_ns(&self) -> Option<u64> {
         None
+    }
+
+    /// Streams the paused guest's state into `sink` (the write end of a pipe whose
+    /// read end an I/O helper drains into the save image) and returns once the
+    /// hypervisor reports the stream complete; `sink` is closed by then. Success here
+    /// says nothing about the data being on disk: that is the I/O helper's answer, and
+    /// a save succeeds only when both succeed. On failure or cancellation the guest is
+    /// still there, paused. Drivers without a migration stream answer
+    /// VIR_ERR_NO_SUPPORT.
+    fn save_to_fd(&mut self, sink: OwnedFd, ctl: SaveControl) -> BoxFuture<'_, VirResult<()>> {
+        let _ = (sink, ctl);
+        Box::pin(async {
+            Err(vireo_messages::VirError::no_support(
+                ErrorDomain::None,
+                "saving a guest's state",
+            ))
+        })
     }
 }

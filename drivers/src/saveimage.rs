@@ -467,11 +467,14 @@ pub fn read_header(file: &File) -> Result<(SaveHeader, u64), SaveImageError> {
     ))
 }
 
-/// Whether `file` starts with the partial magic (an interrupted save), without judging
-/// the rest. A restarted daemon uses it to find and remove left-over images.
+/// Whether `file` is an interrupted save, without judging the rest: it starts with the
+/// partial magic, or it is shorter than the magic and what it has is the start of the
+/// partial magic (empty included: the writer died before or while writing the header).
+/// A restarted daemon uses it to find and remove left-over images.
 pub fn is_partial(file: &File) -> io::Result<bool> {
     let mut magic = [0u8; 16];
-    Ok(read_exact_at(file, &mut magic, 0)? == 16 && &magic == QEMU_SAVE_PARTIAL)
+    let n = read_exact_at(file, &mut magic, 0)?;
+    Ok(QEMU_SAVE_PARTIAL.starts_with(&magic[..n]))
 }
 
 /// Replaces the domain XML stored in a complete image in place (for
@@ -722,6 +725,11 @@ mod tests {
         finalize(f.as_file()).unwrap();
         assert!(!is_partial(f.as_file()).unwrap());
         read_header(f.as_file()).unwrap();
+        // A crash before or while the header was written.
+        assert!(is_partial(file_of(b"").as_file()).unwrap());
+        assert!(is_partial(file_of(b"LibvirtQem").as_file()).unwrap());
+        assert!(!is_partial(file_of(b"LibvirtQemudSav").as_file()).unwrap());
+        assert!(!is_partial(file_of(b"something else").as_file()).unwrap());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! skipped with a printed reason.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use vireo_drivers::iohelper::{
-    CopyOptions, IoHelperError, IoOp, PIPE_CAPACITY, copy_stream, pipe_with_capacity,
-    restore_source, save_to_image,
+    CopyOptions, IoHelperError, IoOp, PIPE_CAPACITY, copy_stream, feed_stream, pipe_with_capacity,
+    remove_if_partial, restore_source, save_to_image,
 };
 use vireo_drivers::saveimage::{self, SaveHeader, SaveImageError};
 
@@ -332,6 +332,135 @@ async fn save_to_image_removes_the_file_when_dropped() {
     drop(w);
 }
 
+/// Reads the pipe's read end to its end in a thread.
+fn drain(r: OwnedFd) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        File::from(r).read_to_end(&mut v).unwrap();
+        v
+    })
+}
+
+/// An image laid out as libvirt writes it: no alignment of the stream start.
+fn libvirt_image(path: &Path, data: &[u8]) -> u64 {
+    let mut region = XML.as_bytes().to_vec();
+    region.resize(XML.len() + 1 + 65536, 0);
+    let mut v = saveimage::QEMU_SAVE_MAGIC.to_vec();
+    for f in [2u32, region.len() as u32, 1, 0, 0] {
+        v.extend_from_slice(&f.to_ne_bytes());
+    }
+    v.extend_from_slice(&[0u8; 56]);
+    v.extend_from_slice(&region);
+    let off = v.len() as u64;
+    assert_ne!(off % 4096, 0);
+    v.extend_from_slice(data);
+    std::fs::write(path, v).unwrap();
+    off
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_through_a_pipe_with_and_without_o_direct() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = stream(3 * MIB + 999);
+    // A Vireo image (aligned stream) and a libvirt one (unaligned stream).
+    let ours = dir.path().join("ours.save");
+    let (r, w) = pipe_with_capacity(PIPE_CAPACITY).unwrap();
+    let writer = feed(w, data.clone());
+    save_to_image(
+        r,
+        &ours,
+        &SaveHeader::new(XML, true),
+        CopyOptions::default(),
+        progress(),
+        std::future::ready(Ok(())),
+    )
+    .await
+    .unwrap();
+    writer.join().unwrap().unwrap();
+    let theirs = dir.path().join("theirs.save");
+    let their_off = libvirt_image(&theirs, &data);
+
+    for path in [&ours, &theirs] {
+        for direct in [false, true] {
+            let (mut f, h) = restore_source(path).unwrap();
+            assert_eq!(h.xml, XML);
+            let off = f.stream_position().unwrap();
+            if path == &theirs {
+                assert_eq!(off, their_off);
+            }
+            let (r, w) = pipe_with_capacity(PIPE_CAPACITY).unwrap();
+            let reader = drain(r);
+            let p = progress();
+            let opts = CopyOptions {
+                direct,
+                buffer: 256 * 1024,
+            };
+            let n = feed_stream(f, off, w, opts, p.clone()).await.unwrap();
+            let got = reader.join().unwrap();
+            assert_eq!(n, data.len() as u64);
+            assert_eq!(p.load(Ordering::Relaxed), n);
+            assert!(
+                got == data,
+                "{} direct={direct}: stream differs",
+                path.display()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_feed_fails_with_epipe_when_the_reader_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("theirs.save");
+    let off = libvirt_image(&path, &stream(4 * MIB));
+    let (f, _) = restore_source(&path).unwrap();
+    let (r, w) = pipe_with_capacity(PIPE_CAPACITY).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut r = File::from(r);
+        let mut buf = vec![0u8; 100_000];
+        r.read_exact(&mut buf).unwrap();
+        // QEMU dies: the read end closes.
+    });
+    let e = tokio::time::timeout(
+        Duration::from_secs(5),
+        feed_stream(f, off, w, CopyOptions::default(), progress()),
+    )
+    .await
+    .expect("the feed must end when the reader dies")
+    .unwrap_err();
+    reader.join().unwrap();
+    assert_eq!(e.op(), Some(IoOp::WritePipe), "{e}");
+    assert_eq!(e.errno(), Some(libc::EPIPE), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_feed_closes_the_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("theirs.save");
+    let off = libvirt_image(&path, &stream(4 * MIB));
+    let (f, _) = restore_source(&path).unwrap();
+    let (r, w) = pipe_with_capacity(PIPE_CAPACITY).unwrap();
+    // Nobody reads: the feed fills the pipe and waits.
+    let r2 = tokio::time::timeout(
+        Duration::from_millis(100),
+        feed_stream(f, off, w, CopyOptions::default(), progress()),
+    )
+    .await;
+    assert!(r2.is_err());
+    // The helper thread must close its write end: the reader then reaches end of file.
+    let reader = drain(r);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !reader.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the feed thread still holds the pipe"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let got = reader.join().unwrap();
+    assert!(got.len() < 4 * MIB, "the feed stopped early");
+}
+
 #[test]
 fn restore_source_refuses_partial_truncated_corrupt_and_foreign_images() {
     let dir = tempfile::tempdir().unwrap();
@@ -353,8 +482,25 @@ fn restore_source_refuses_partial_truncated_corrupt_and_foreign_images() {
     );
     assert!(saveimage::is_partial(&File::open(&partial).unwrap()).unwrap());
 
+    // What a restarted daemon does with it; a complete image and a foreign file stay.
+    let copy = dir.path().join("partial-copy.save");
+    std::fs::copy(&partial, &copy).unwrap();
+    assert!(remove_if_partial(&copy).unwrap());
+    assert!(!copy.exists());
+    assert!(
+        !remove_if_partial(&copy).unwrap(),
+        "a missing file is not an error"
+    );
+    std::fs::write(&copy, b"").unwrap();
+    assert!(
+        remove_if_partial(&copy).unwrap(),
+        "an empty file is a save that died at once"
+    );
+
     // Complete it, then damage copies of it in different ways.
     saveimage::finalize(&f).unwrap();
+    assert!(!remove_if_partial(&partial).unwrap());
+    assert!(partial.exists());
     let good = std::fs::read(&partial).unwrap();
     restore_source(&partial).unwrap();
     let write = |name: &str, bytes: &[u8]| -> PathBuf {
@@ -642,4 +788,38 @@ async fn full_tmpfs_fails_at_write_and_save_leaves_no_file() {
         v.message
     );
     assert!(!path.exists(), "a failed save must not leave an image");
+}
+
+/// The helper actor runs its work as a `Send` future: the async API must fit.
+#[test]
+fn helper_futures_are_send() {
+    fn assert_send<T: Send>(_: T) {}
+    let (r, _w) = pipe_with_capacity(4096).unwrap();
+    let (r2, _w2) = pipe_with_capacity(4096).unwrap();
+    let (r3, w3) = pipe_with_capacity(4096).unwrap();
+    let f = tempfile::tempfile().unwrap();
+    let (_tx, rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    assert_send(async move {
+        let path = PathBuf::from("/nonexistent/x.save");
+        let header = SaveHeader::new(XML, true);
+        let verdict = async { rx.await.unwrap_or_else(|_| Err("gone".into())) };
+        save_to_image(
+            r,
+            &path,
+            &header,
+            CopyOptions::default(),
+            progress(),
+            verdict,
+        )
+        .await
+    });
+    assert_send(async move { copy_stream(r2, &f, 0, CopyOptions::default(), progress()).await });
+    assert_send(feed_stream(
+        tempfile::tempfile().unwrap(),
+        0,
+        w3,
+        CopyOptions::default(),
+        progress(),
+    ));
+    drop(r3);
 }

@@ -18,6 +18,16 @@
 //! [`GuestEvent`]s. While a job runs they are held back and applied after it finishes,
 //! so a job always sees the state it checked.
 //!
+//! # Hibernation
+//! A persistent domain that is shut off and has no job running or waiting needs no
+//! actor: after each message the actor checks for that, writes its definition back to
+//! the directory in compact form ([`crate::directory::Dormant`]), marks the entry
+//! hibernated and *drains*: its mailbox stops admitting messages (a sender gets its
+//! message back and re-routes it through the directory), and what was already queued is
+//! still handled: queries from its state, which is exactly the hibernated state, and jobs
+//! forwarded to the driver actor, which wakes the domain again. See
+//! [`crate::directory::Owner`].
+//!
 //! # Children
 //! I/O helpers ([`crate::helper::IoHelper`]) are linked children; a helper's panic fails
 //! only the job that started it.
@@ -26,6 +36,7 @@ pub mod lifecycle;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -40,7 +51,8 @@ use vireo_messages::{
 };
 use vireo_xml::{DomainDef, FormatOptions, LifecycleAction};
 
-use crate::driver::DriverCtx;
+use crate::directory::{Dormant, job_arrived};
+use crate::driver::{DriverCtx, DriverMsg};
 use crate::helper::{HelperArgs, HelperTask, IoHelper};
 use lifecycle::{Op, check};
 
@@ -188,6 +200,8 @@ pub enum DomainMsg {
 pub struct DomainArgs {
     /// The driver context.
     pub ctx: Arc<DriverCtx>,
+    /// The driver actor (jobs that reach a hibernating actor are sent back to it).
+    pub driver: ActorRef<DriverMsg>,
     /// The definition (persistent config, or the live one of a transient domain).
     pub config: DomainDef,
     /// Persistent or transient.
@@ -230,6 +244,9 @@ struct Waiting {
 /// The domain actor's state.
 pub struct DomainActorState {
     ctx: Arc<DriverCtx>,
+    driver: ActorRef<DriverMsg>,
+    /// Jobs on their way to this actor (see [`crate::directory::LiveActor`]).
+    inbound: Arc<AtomicUsize>,
     uuid: Uuid,
     name: String,
     config: DomainDef,
@@ -247,6 +264,8 @@ pub struct DomainActorState {
     next_job: u64,
     helper_failures: HashMap<ActorId, oneshot::Sender<String>>,
     removed: bool,
+    /// The domain went back to hibernation; this actor only drains its mailbox.
+    hibernating: bool,
 }
 
 /// The behaviour of a domain actor.
@@ -255,17 +274,20 @@ pub struct DomainActor;
 impl Actor for DomainActor {
     type Msg = DomainMsg;
     type State = DomainActorState;
-    type Arguments = DomainArgs;
+    /// The start arguments and the counter of jobs on their way to the actor.
+    type Arguments = (DomainArgs, Arc<AtomicUsize>);
 
     async fn pre_start(
         &self,
         myself: ActorRef<DomainMsg>,
-        args: DomainArgs,
+        (args, inbound): (DomainArgs, Arc<AtomicUsize>),
     ) -> Result<DomainActorState, ActorProcessingErr> {
         let uuid = args.config.uuid().unwrap_or_else(Uuid::new_v4);
         let name = args.config.name().to_string();
         let mut st = DomainActorState {
             ctx: args.ctx,
+            driver: args.driver,
+            inbound,
             uuid,
             name,
             config: args.config,
@@ -283,6 +305,7 @@ impl Actor for DomainActor {
             next_job: 1,
             helper_failures: HashMap::new(),
             removed: false,
+            hibernating: false,
         };
         if let Some(r) = args.running {
             st.attach(&myself, r.started, r.live, r.id, r.state);
@@ -296,12 +319,27 @@ impl Actor for DomainActor {
         msg: DomainMsg,
         st: &mut DomainActorState,
     ) -> Result<(), ActorProcessingErr> {
+        if let DomainMsg::Job(..) = msg {
+            job_arrived(&st.inbound);
+        }
         match msg {
             DomainMsg::Info(reply) => {
                 let _ = reply.send(st.info());
             }
             DomainMsg::XmlDesc { flags, reply } => {
                 let _ = reply.send(st.xml_desc(flags));
+            }
+            DomainMsg::Job(req, reply) if st.hibernating => {
+                // A job sent without being counted (none of ours) and queued before the
+                // domain went back to hibernation: the driver wakes it again (with a
+                // new actor) and hands the job over.
+                let msg = DomainMsg::Job(req, reply);
+                if let Err(ractor::MessagingErr::SendErr(DriverMsg::Wake(_, msg))) =
+                    st.driver.cast(DriverMsg::Wake(st.uuid, msg))
+                    && let DomainMsg::Job(_, reply) = msg
+                {
+                    let _ = reply.send(Err(st.gone_error()));
+                }
             }
             DomainMsg::Job(req, reply) => {
                 if st.removed {
@@ -361,6 +399,8 @@ impl Actor for DomainActor {
         }
         if st.removed && st.job.is_none() && st.waiting.is_empty() {
             myself.stop(None);
+        } else {
+            st.try_hibernate(&myself);
         }
         Ok(())
     }
@@ -391,6 +431,55 @@ impl Actor for DomainActor {
     }
 }
 
+/// `virDomainGetXMLDesc` of a domain with persistent definition `config`, running with
+/// `live` under `id` if active.
+pub(crate) fn xml_desc(
+    ctx: &DriverCtx,
+    config: &DomainDef,
+    live: Option<&DomainDef>,
+    id: Option<DomainId>,
+    flags: u32,
+) -> VirResult<String> {
+    let unknown = flags & !(XML_SECURE | XML_INACTIVE | 4 | 8);
+    if unknown != 0 {
+        return Err(VirError::unsupported_flags(
+            ctx.hv.error_domain(),
+            flags,
+            "virDomainGetXMLDesc",
+        ));
+    }
+    let inactive = flags & XML_INACTIVE != 0;
+    let def = if inactive {
+        config
+    } else {
+        live.unwrap_or(config)
+    };
+    let id = if inactive { None } else { id.map(|d| d.0) };
+    Ok(def.format(&FormatOptions {
+        id,
+        inactive,
+        secure: flags & XML_SECURE != 0,
+    }))
+}
+
+/// What `virDomainGetInfo` says of a hibernated domain.
+pub(crate) fn dormant_info(e: &crate::directory::DomainEntry, d: &Dormant) -> DomainInfo {
+    DomainInfo {
+        name: e.name.clone(),
+        uuid: e.uuid,
+        id: None,
+        state: e.state,
+        persistent: e.persistent,
+        autostart: e.autostart,
+        managed_save: e.managed_save,
+        max_mem_kib: d.max_mem_kib,
+        mem_kib: d.mem_kib,
+        vcpus: d.vcpus,
+        cpu_time_ns: 0,
+        updated: false,
+    }
+}
+
 fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -401,6 +490,32 @@ fn now_ns() -> u64 {
 impl DomainActorState {
     fn flavour(&self) -> Flavour {
         self.ctx.hv.flavour()
+    }
+
+    /// Hands the domain back to hibernation if it is persistent, shut off and idle.
+    fn try_hibernate(&mut self, myself: &ActorRef<DomainMsg>) {
+        let idle = self.persistent
+            && !self.removed
+            && !self.hibernating
+            && !self.state.state.is_active()
+            && self.guest.is_none()
+            && self.job.is_none()
+            && self.waiting.is_empty()
+            && self.deferred.is_empty();
+        if !idle {
+            return;
+        }
+        let dormant = Arc::new(Dormant::of(&self.config));
+        if self
+            .ctx
+            .directory
+            .hibernate(&self.uuid, myself.get_id(), dormant)
+        {
+            self.hibernating = true;
+            // From here on senders get their message back and re-route it; what is
+            // already queued is still handled (see the module docs).
+            let _ = myself.get_cell().drain();
+        }
     }
 
     fn object(&self) -> ObjectRef {
@@ -460,26 +575,7 @@ impl DomainActorState {
     }
 
     fn xml_desc(&self, flags: u32) -> VirResult<String> {
-        let unknown = flags & !(XML_SECURE | XML_INACTIVE | 4 | 8);
-        if unknown != 0 {
-            return Err(VirError::unsupported_flags(
-                self.ctx.hv.error_domain(),
-                flags,
-                "virDomainGetXMLDesc",
-            ));
-        }
-        let inactive = flags & XML_INACTIVE != 0;
-        let def = if inactive {
-            &self.config
-        } else {
-            self.current_def()
-        };
-        let id = if inactive { None } else { self.id.map(|d| d.0) };
-        Ok(def.format(&FormatOptions {
-            id,
-            inactive,
-            secure: flags & XML_SECURE != 0,
-        }))
+        xml_desc(&self.ctx, &self.config, self.live.as_ref(), self.id, flags)
     }
 
     fn sync_directory(&self) {
@@ -504,11 +600,7 @@ impl DomainActorState {
     fn save_status(&self) {
         let Some(store) = &self.ctx.store else { return };
         let Some(guest) = &self.guest else { return };
-        let live = self.current_def().format(&FormatOptions {
-            id: None,
-            inactive: true,
-            secure: false,
-        });
+        let live = self.current_def().format(&Dormant::FORMAT);
         let record = serde_json::json!({
             "uuid": self.uuid.to_string(),
             "state": self.state.state as i32,
@@ -964,11 +1056,7 @@ impl DomainActorState {
 
     fn redefine(&mut self, def: DomainDef) -> VirResult<()> {
         if let Some(store) = &self.ctx.store {
-            let xml = def.format(&FormatOptions {
-                id: None,
-                inactive: true,
-                secure: false,
-            });
+            let xml = def.format(&Dormant::FORMAT);
             store
                 .save_def(StoredKind::Domain, &self.name, &xml)
                 .map_err(|e| {

@@ -15,6 +15,7 @@ pub mod events;
 pub mod network;
 pub mod node;
 pub mod storage;
+pub mod transfer;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -118,6 +119,9 @@ async fn dispatch(s: &Arc<Session>, h: &Header, payload: &[u8]) -> VirResult<Byt
             family_domain(p),
             format!("read only access prevents {}", p.api_name()),
         ));
+    }
+    if let Some(r) = transfer::handle(s, h, p, payload).await {
+        return r;
     }
     let handled = match connect::handle(s, p, payload).await {
         Some(r) => Some(r),

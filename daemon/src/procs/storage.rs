@@ -312,6 +312,7 @@ async fn run(conn: &Connection, p: P, payload: &[u8]) -> VirResult<Bytes> {
             let a: StorageVolFlagsArgs = args(payload)?;
             let (pool, v) = find_vol(conn, &a.vol).await?;
             pool.delete_volume(&v.name).await?;
+            super::transfer::forget_data(conn, &pool.uuid().to_string(), &v.name);
             void()
         }
         P::StorageVolLookupByName => {

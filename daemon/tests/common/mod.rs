@@ -23,9 +23,20 @@ impl Daemon {
 
     /// Starts vireod with extra flags (e.g. `--keepalive-interval 1`).
     pub fn start_with(extra: &[&str]) -> Daemon {
+        Daemon::start_in("/tmp", extra)
+    }
+
+    /// Starts vireod with its state on tmpfs (`/dev/shm` when there is one), where
+    /// the store's fsyncs cost nothing: for tests that define many objects.
+    pub fn start_on_tmpfs() -> Daemon {
+        let shm = Path::new("/dev/shm");
+        Daemon::start_in(if shm.is_dir() { "/dev/shm" } else { "/tmp" }, &[])
+    }
+
+    fn start_in(parent: &str, extra: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("vireod")
-            .tempdir_in("/tmp")
+            .tempdir_in(parent)
             .unwrap();
         let child = spawn_with(dir.path(), extra);
         let d = Daemon { child, dir };

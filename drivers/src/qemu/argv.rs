@@ -2655,7 +2655,13 @@ mod tests {
             ("{\"execute\":\"query-status\"}", status),
             ("{\"execute\":\"quit\"}", "\"return\""),
         ] {
-            writeln!(w, "{cmd_json}").unwrap();
+            if let Err(e) = writeln!(w, "{cmd_json}") {
+                panic!(
+                    "{name}: cannot send {cmd_json}: {e}: {}\nargv: {}",
+                    stderr_of(&mut run),
+                    cmd.display()
+                );
+            }
             let Some(line) = qmp_line(&mut r) else {
                 panic!(
                     "{name}: QMP closed: {}\nargv: {}",

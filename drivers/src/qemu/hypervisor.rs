@@ -15,8 +15,9 @@
 //! |---|---|
 //! | `SHUTDOWN` | `Shutdown{by_guest: data.guest}`; `Reset` if reason `guest-reset` (`-no-reboot`); nothing after our own destroy, after a panic, or in a fake reboot (then `system_reset` + `cont`) |
 //! | `RESET` | `Reset` |
-//! | `STOP` | `Stopped`, except the stop that follows a shutdown or panic |
-//! | `RESUME` | `Resumed` |
+//! | `STOP` | `Stopped`, except the stop that follows a shutdown or panic, or during a save |
+//! | `RESUME` | `Resumed`, except during a save |
+//! | `MIGRATION` | nothing; its status feeds the running save ([`migrate`]) |
 //! | `GUEST_PANICKED` | `Panicked` |
 //! | `RTC_CHANGE` | `RtcChange{offset}` |
 //! | stream end / exit not caused by our destroy | `Exited{crashed: no SHUTDOWN seen}` (and the runtime directory is removed) |
@@ -31,6 +32,7 @@
 //! `query-status`.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -45,10 +47,12 @@ use vireo_messages::{ErrorCode, ErrorDomain, VirError, VirResult};
 use vireo_xml::DomainDef;
 
 use super::argv::{self, LaunchContext};
+use super::migrate::{self, MigrationState};
 use super::process::{self, ProcessError, QemuProcess};
 use super::qmp::{Qmp, QmpError, QmpEvent};
 use crate::hypervisor::{
-    BoxFuture, Flavour, Guest, GuestEvent, Hypervisor, ShutdownOutcome, StartOptions, Started,
+    BoxFuture, Flavour, Guest, GuestEvent, Hypervisor, SaveControl, ShutdownOutcome, StartOptions,
+    Started,
 };
 
 const ERR: ErrorDomain = ErrorDomain::Qemu;
@@ -172,7 +176,14 @@ impl QemuHypervisor {
         Ok(list)
     }
 
-    async fn do_start(&self, def: &DomainDef, opts: StartOptions) -> VirResult<Started> {
+    /// Starts a guest; with `incoming`, QEMU waits (`-incoming defer`) for the saved
+    /// state read from that descriptor ([`migrate::restore`]) and the guest stays paused.
+    async fn do_start(
+        &self,
+        def: &DomainDef,
+        opts: StartOptions,
+        incoming: Option<OwnedFd>,
+    ) -> VirResult<Started> {
         let t0 = Instant::now();
         let name = def.name();
         argv::validate(def)?;
@@ -193,7 +204,7 @@ impl QemuHypervisor {
             emulator: self.cfg.emulator.clone(),
             qmp_socket: qmp_socket.clone(),
             domain_dir: domain_dir.clone(),
-            incoming: None,
+            incoming: incoming.as_ref().map(|_| "defer".to_string()),
         };
         let cmd = argv::build_command(def, &ctx)?;
         let machines = self.machine_types(&cmd.program).await?;
@@ -235,11 +246,16 @@ impl QemuHypervisor {
                 .map_err(|e| (start_error(&name, e), false))?;
             t_connected = t0.elapsed();
             let lost = |e: &QmpError| matches!(e, QmpError::Disconnected | QmpError::Io(_));
-            let (qmp, events) = Qmp::handshake(stream)
+            let (qmp, mut events) = Qmp::handshake(stream)
                 .await
                 .map_err(|e| (lost(&e), e))
                 .map_err(|(l, e)| (qmp_error("cannot negotiate QMP", e), l))?;
             t_negotiated = t0.elapsed();
+            if let Some(src) = incoming {
+                migrate::restore(&qmp, &mut events, src)
+                    .await
+                    .map_err(|e| (e.to_vir_error(ERR), e.qemu_gone()))?;
+            }
             if !opts.paused {
                 qmp.execute("cont", None)
                     .await
@@ -496,7 +512,7 @@ impl Hypervisor for QemuHypervisor {
         def: &'a DomainDef,
         opts: StartOptions,
     ) -> BoxFuture<'a, VirResult<Started>> {
-        Box::pin(self.do_start(def, opts))
+        Box::pin(self.do_start(def, opts, None))
     }
 
     fn reattach<'a>(
@@ -505,6 +521,19 @@ impl Hypervisor for QemuHypervisor {
         def: &'a DomainDef,
     ) -> BoxFuture<'a, VirResult<Option<Started>>> {
         Box::pin(self.do_reattach(record, def))
+    }
+
+    fn restore<'a>(
+        &'a self,
+        def: &'a DomainDef,
+        source: OwnedFd,
+        opts: StartOptions,
+    ) -> BoxFuture<'a, VirResult<Started>> {
+        let opts = StartOptions {
+            paused: true,
+            ..opts
+        };
+        Box::pin(self.do_start(def, opts, Some(source)))
     }
 }
 
@@ -522,6 +551,8 @@ struct Flags {
     /// RESUME events still to come from our own `cont`s that are not news to the
     /// domain actor (the one ending a start, the one ending a fake reboot).
     quiet_resumes: AtomicU32,
+    /// Migration status and the save-in-progress flag ([`migrate`]).
+    migration: MigrationState,
 }
 
 /// Aborts the tasks when the guest object goes away (dropping a guest without
@@ -594,9 +625,12 @@ async fn pump(mut c: PumpCtx) {
             }
             "RESET" => (!destroying).then_some(GuestEvent::Reset),
             "STOP" => {
-                let quiet = destroying
+                let ours = f.migration.take_quiet_stop();
+                let quiet = ours
+                    || destroying
                     || f.shutdown_seen.load(Ordering::SeqCst)
-                    || f.panicked.load(Ordering::SeqCst);
+                    || f.panicked.load(Ordering::SeqCst)
+                    || f.migration.saving();
                 (!quiet).then_some(GuestEvent::Stopped)
             }
             "RESUME" => {
@@ -606,11 +640,15 @@ async fn pump(mut c: PumpCtx) {
                     .quiet_resumes
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok();
-                (!destroying && !ours).then_some(GuestEvent::Resumed)
+                (!destroying && !ours && !f.migration.saving()).then_some(GuestEvent::Resumed)
             }
             "GUEST_PANICKED" => {
                 f.panicked.store(true, Ordering::SeqCst);
                 (!destroying).then_some(GuestEvent::Panicked)
+            }
+            "MIGRATION" => {
+                f.migration.on_event(&ev.data);
+                None
             }
             "RTC_CHANGE" => ev
                 .data
@@ -795,6 +833,14 @@ impl Guest for QemuGuest {
             return None;
         }
         process::cpu_time_ns(self.pid)
+    }
+
+    fn save_to_fd(&mut self, sink: OwnedFd, ctl: SaveControl) -> BoxFuture<'_, VirResult<()>> {
+        Box::pin(async move {
+            migrate::save(&self.qmp, &self.flags.migration, sink, &ctl)
+                .await
+                .map_err(|e| e.to_vir_error(ERR))
+        })
     }
 }
 

@@ -743,7 +743,10 @@ impl<'a> Parser<'a> {
         if self.text.is_empty() {
             return;
         }
-        let text = std::mem::take(&mut self.text);
+        // An exact-size copy: parsed trees are kept for long (a definition lives as
+        // long as its domain), so no growth slack; the buffer is reused.
+        let text = self.text.as_str().to_owned();
+        self.text.clear();
         if let Some(open) = self.stack.last_mut() {
             open.element.children.push(Node::Text(text));
         }
@@ -757,7 +760,11 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn close(&mut self, el: Element) {
+    fn close(&mut self, mut el: Element) {
+        // Drop the growth slack of the vectors (a 72-byte node vector grows to 4
+        // slots for one child); the tree is complete below this element.
+        el.attrs.shrink_to_fit();
+        el.children.shrink_to_fit();
         match self.stack.last_mut() {
             Some(parent) => parent.element.children.push(Node::Element(el)),
             None => self.root = Some(el),

@@ -1,0 +1,374 @@
+//! Hibernation: a persistent domain that is shut off and idle has no actor; queries are
+//! answered from the directory, the first job wakes exactly one actor, and the actor
+//! goes back to sleep when the domain is inactive and idle again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vireo_actors::{Domain, Host, HostConfig, ListFilter};
+use vireo_drivers::fake::FakeHypervisor;
+use vireo_messages::{DomainState, ErrorCode};
+
+const XML: &str = "<domain type='test'><name>vm1</name><memory unit='MiB'>64</memory><vcpu>3</vcpu><os><type>hvm</type></os></domain>";
+
+/// Waits (up to 2 s) until the domain hibernates; the actor hands it back right after it
+/// replied to the job that left it idle.
+async fn hibernates(dom: &Domain) {
+    let t0 = Instant::now();
+    while !dom.is_hibernated().unwrap() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "{} did not go back to hibernation",
+            dom.name()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn fake_host_config(dir: &std::path::Path, fake: &FakeHypervisor, wait_ms: u64) -> HostConfig {
+    let mut cfg = HostConfig::new(dir);
+    cfg.test_hypervisor = Some(Arc::new(fake.clone()));
+    cfg.job_wait = Duration::from_millis(wait_ms);
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defined_inactive_domain_has_no_actor_and_answers_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+    let conn = host.open("test:///default").await.unwrap();
+    // The default state: `test` runs, so it has the only live actor.
+    assert_eq!(conn.live_domain_actors(), 1);
+    let spawned = conn.domain_actors_spawned();
+
+    let dom = conn.define_domain(XML).await.unwrap();
+    assert!(dom.is_hibernated().unwrap());
+    assert_eq!(conn.live_domain_actors(), 1);
+    let info = dom.info().await.unwrap();
+    assert_eq!(
+        (info.state.state, info.state.reason),
+        (DomainState::Shutoff, 0)
+    );
+    assert_eq!(
+        (info.max_mem_kib, info.mem_kib, info.vcpus),
+        (65536, 65536, 3)
+    );
+    assert!(info.persistent && !info.autostart && info.id.is_none());
+    let xml = dom.xml(0).await.unwrap();
+    assert!(xml.starts_with("<domain type='test'>"), "{xml}");
+    assert!(xml.contains("<memory unit='KiB'>65536</memory>"), "{xml}");
+    assert!(
+        xml.contains(&format!("<uuid>{}</uuid>", dom.uuid())),
+        "{xml}"
+    );
+    assert_eq!(dom.xml(2).await.unwrap(), xml);
+    let e = dom.xml(1 << 10).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArg);
+    // Lookups and lists see it as usual.
+    assert_eq!(
+        conn.lookup_domain_by_name("vm1").unwrap().uuid(),
+        dom.uuid()
+    );
+    assert_eq!(
+        conn.lookup_domain_by_uuid(&dom.uuid()).unwrap().name(),
+        "vm1"
+    );
+    let inactive: Vec<String> = conn
+        .list_domains(ListFilter { flags: 2 })
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(inactive, vec!["vm1".to_string()]);
+    // None of this spawned an actor.
+    assert_eq!(conn.domain_actors_spawned(), spawned);
+    assert!(dom.is_hibernated().unwrap());
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_wakes_and_destroy_returns_to_hibernation() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+    let conn = host.open("test:///default").await.unwrap();
+    let dom = conn.define_domain(XML).await.unwrap();
+    let spawned = conn.domain_actors_spawned();
+
+    dom.start(false).await.unwrap();
+    assert!(
+        !dom.is_hibernated().unwrap(),
+        "a running domain has an actor"
+    );
+    assert_eq!(conn.domain_actors_spawned(), spawned + 1);
+    let id = dom.id().unwrap();
+    assert!(
+        dom.xml(0)
+            .await
+            .unwrap()
+            .starts_with(&format!("<domain type='test' id='{id}'>"))
+    );
+    dom.suspend().await.unwrap();
+    dom.destroy(false).await.unwrap();
+    hibernates(&dom).await;
+    assert_eq!(
+        conn.domain_actors_spawned(),
+        spawned + 1,
+        "one actor did it all"
+    );
+    let st = dom.info().await.unwrap().state;
+    assert_eq!(
+        (st.state, st.reason),
+        (DomainState::Shutoff, 2),
+        "the reason survives"
+    );
+
+    // A job that fails its state check also leaves the domain asleep again.
+    let e = dom.suspend().await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InternalError);
+    hibernates(&dom).await;
+
+    // Define over, autostart and undefine wake it too and keep their effect.
+    let bigger = XML
+        .replace("64", "128")
+        .replace("</name>", &format!("</name><uuid>{}</uuid>", dom.uuid()));
+    conn.define_domain(&bigger).await.unwrap();
+    hibernates(&dom).await;
+    assert_eq!(dom.info().await.unwrap().max_mem_kib, 131072);
+    assert!(dom.xml(0).await.unwrap().contains(">131072</memory>"));
+    dom.set_autostart(true).await.unwrap();
+    hibernates(&dom).await;
+    assert!(dom.info().await.unwrap().autostart);
+    assert!(dom.entry().unwrap().autostart);
+    dom.undefine(0).await.unwrap();
+    assert_eq!(dom.info().await.unwrap_err().code, ErrorCode::NoDomain);
+    assert!(conn.lookup_domain_by_name("vm1").is_err());
+
+    // Transient domains never hibernate: they exist only while they run.
+    let t = conn
+        .create_domain(&XML.replace("vm1", "tr"), false)
+        .await
+        .unwrap();
+    assert!(!t.is_hibernated().unwrap());
+    t.destroy(false).await.unwrap();
+    assert!(conn.lookup_domain_by_name("tr").is_err());
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_jobs_on_a_hibernated_domain_wakes_one_actor() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeHypervisor::new();
+    let host = Host::start(fake_host_config(dir.path(), &fake, 300))
+        .await
+        .unwrap();
+    let conn = host.open("test:///default").await.unwrap();
+    let dom = conn.define_domain(XML).await.unwrap();
+    let spawned = conn.domain_actors_spawned();
+    let starts = fake.starts();
+
+    fake.close_gate();
+    let barrier = Arc::new(tokio::sync::Barrier::new(6));
+    let jobs: Vec<_> = (0..6)
+        .map(|_| {
+            let (d, b) = (dom.clone(), barrier.clone());
+            tokio::spawn(async move {
+                b.wait().await;
+                d.start(false).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        conn.domain_actors_spawned(),
+        spawned + 1,
+        "exactly one actor"
+    );
+    // Queries flow while the first start holds the slot.
+    let info = tokio::time::timeout(Duration::from_millis(200), dom.info())
+        .await
+        .expect("queries never wait for jobs")
+        .unwrap();
+    assert_eq!(info.state.state, DomainState::Shutoff);
+    // The five that waited time out with libvirt's lock error; then the first finishes.
+    let t0 = Instant::now();
+    while jobs.iter().filter(|j| j.is_finished()).count() < 5 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the waiters time out"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fake.open_gate(1);
+    let mut ok = 0;
+    for j in jobs {
+        match j.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(e) => {
+                assert_eq!(e.code, ErrorCode::OperationTimeout, "{}", e.message);
+                assert!(e.message.contains("held by job 'start'"), "{}", e.message);
+            }
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(fake.starts(), starts + 1);
+    assert_eq!(dom.info().await.unwrap().state.state, DomainState::Running);
+    dom.destroy(false).await.unwrap();
+    hibernates(&dom).await;
+    assert_eq!(conn.domain_actors_spawned(), spawned + 1);
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_racing_with_hibernation_are_never_lost() {
+    // Short synchronous jobs from many tasks: the actor goes back to sleep between
+    // them all the time, so messages keep hitting actors that are draining.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeHypervisor::new();
+    let host = Host::start(fake_host_config(dir.path(), &fake, 5000))
+        .await
+        .unwrap();
+    let conn = host.open("test:///default").await.unwrap();
+    let dom = conn.define_domain(XML).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let d = dom.clone();
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    d.set_autostart((t + i) % 2 == 0).await?;
+                    let info = d.info().await?;
+                    assert_eq!(info.state.state, DomainState::Shutoff);
+                    assert!(d.xml(0).await?.contains("<name>vm1</name>"));
+                }
+                Ok::<(), vireo_messages::VirError>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    hibernates(&dom).await;
+    let spawned = conn.domain_actors_spawned();
+    assert!(
+        spawned >= 2,
+        "the domain slept between jobs ({spawned} wakes)"
+    );
+    // Still one domain, usable as ever.
+    assert_eq!(conn.count_domains(ListFilter { flags: 2 }), 1);
+    dom.start(false).await.unwrap();
+    dom.destroy(false).await.unwrap();
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_host_finds_hibernated_domains() {
+    let dir = tempfile::tempdir().unwrap();
+    let vnc = XML.replace(
+        "</os>",
+        "</os><devices><graphics type='vnc' port='-1' passwd='s3cret'/></devices>",
+    );
+    let uuid;
+    {
+        let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+        let conn = host.open("test:///default").await.unwrap();
+        let dom = conn.define_domain(&vnc).await.unwrap();
+        uuid = dom.uuid();
+        let auto = conn
+            .define_domain(&XML.replace("vm1", "auto"))
+            .await
+            .unwrap();
+        auto.set_autostart(true).await.unwrap();
+        let run = conn
+            .define_domain(&XML.replace("vm1", "run"))
+            .await
+            .unwrap();
+        run.start(false).await.unwrap();
+        host.shutdown().await;
+    }
+    let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+    let conn = host.open("test:///default").await.unwrap();
+    let dom = conn.lookup_domain_by_name("vm1").unwrap();
+    assert_eq!(dom.uuid(), uuid);
+    assert!(dom.is_hibernated().unwrap(), "loaded asleep");
+    assert_eq!(dom.info().await.unwrap().max_mem_kib, 65536);
+    // Secrets are kept on disk and in the compact state, shown only with XML_SECURE.
+    assert!(dom.xml(1).await.unwrap().contains("passwd='s3cret'"));
+    assert!(!dom.xml(0).await.unwrap().contains("s3cret"));
+    // The autostart domain was woken and started; the running one reattached.
+    let auto = conn.lookup_domain_by_name("auto").unwrap();
+    let t0 = Instant::now();
+    while auto.info().await.unwrap().state.state != DomainState::Running {
+        assert!(t0.elapsed() < Duration::from_secs(2), "autostart ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let run = conn.lookup_domain_by_name("run").unwrap();
+    assert!(!run.is_hibernated().unwrap());
+    assert_eq!(run.info().await.unwrap().state.state, DomainState::Running);
+    // A woken domain behaves as before.
+    dom.start(false).await.unwrap();
+    assert!(dom.xml(1).await.unwrap().contains("passwd='s3cret'"));
+    dom.destroy(false).await.unwrap();
+    hibernates(&dom).await;
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_file_instance_hibernates_its_inactive_domains() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+    let file = dir.path().join("node.xml");
+    std::fs::write(
+        &file,
+        "<node>\
+         <domain type='test'><name>runner</name><memory>524288</memory><os><type>hvm</type></os></domain>\
+         <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'><name>sleeper</name><memory>524288</memory><os><type>hvm</type></os><test:runstate>5</test:runstate></domain>\
+         </node>",
+    )
+    .unwrap();
+    let conn = host
+        .open(&format!("test://{}", file.display()))
+        .await
+        .unwrap();
+    let sleeper = conn.lookup_domain_by_name("sleeper").unwrap();
+    assert!(
+        sleeper.is_hibernated().unwrap(),
+        "loaded shut off, so asleep"
+    );
+    assert_eq!(sleeper.info().await.unwrap().max_mem_kib, 524288);
+    sleeper.start(false).await.unwrap();
+    assert!(sleeper.id().is_some());
+    let runner = conn.lookup_domain_by_name("runner").unwrap();
+    assert!(!runner.is_hibernated().unwrap());
+    runner.destroy(false).await.unwrap();
+    hibernates(&runner).await;
+    runner.start(false).await.unwrap();
+    assert_eq!(
+        runner.info().await.unwrap().state.state,
+        DomainState::Running
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_start_leaves_the_domain_asleep_and_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeHypervisor::new();
+    let host = Host::start(fake_host_config(dir.path(), &fake, 1000))
+        .await
+        .unwrap();
+    let conn = host.open("test:///default").await.unwrap();
+    let dom = conn.define_domain(XML).await.unwrap();
+    fake.fail_next_start(vireo_messages::VirError::operation_failed(
+        vireo_messages::ErrorDomain::Domain,
+        "no room for this guest",
+    ));
+    let e = dom.start(false).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::OperationFailed);
+    hibernates(&dom).await;
+    let info = dom.info().await.unwrap();
+    assert_eq!(
+        (info.state.state, info.state.reason, info.id),
+        (DomainState::Shutoff, 0, None)
+    );
+    dom.start(false).await.unwrap();
+    assert_eq!(dom.info().await.unwrap().state.state, DomainState::Running);
+    host.shutdown().await;
+}
