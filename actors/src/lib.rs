@@ -32,7 +32,7 @@ pub mod pool;
 pub mod registry;
 pub mod secret;
 
-pub use domain::{DomainInfo, JobRequest};
+pub use domain::{DomainInfo, JobInfo, JobRequest, SaveFault, SaveFaults};
 pub use handles::{Connection, Domain, ListFilter, Network, Pool};
 pub use helper::HelperTask;
 pub use host::{Host, HostConfig, HostError};
