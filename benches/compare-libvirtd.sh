@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # compare-libvirtd.sh - vireod against the real libvirtd, in one run. By hand, not CI.
 #
-#   benches/compare-libvirtd.sh [SCALE]      (SCALE multiplies every count; default 1)
+#   benches/compare-libvirtd.sh [SCALE] [CPU_SCALE] [REPEAT]
+#
+# SCALE multiplies the load generator's counts (default 1), CPU_SCALE the python
+# client's (default 4: CPU is read in 10 ms ticks, so the runs must be long enough),
+# REPEAT is how many times part 1 runs, alternating the daemons; the best run per
+# workload and daemon counts (default 3; the machine is shared and noisy).
 #
 # Needs root, /usr/sbin/libvirtd and /usr/bin/python3 with the libvirt module.
 # Starts both daemons on private sockets:
@@ -19,6 +24,8 @@
 #         vireod CPU / libvirtd CPU. Target: <= 0.2x.
 set -euo pipefail
 scale=${1:-1}
+cpu_scale=${2:-4}
+repeat=${3:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 
@@ -66,17 +73,29 @@ done
 [ -S "$lsock" ] || { echo "libvirtd did not start" >&2; cat "$work/libvirtd/stdout.log" >&2; exit 1; }
 [ -S "$vsock" ] || { echo "vireod did not start" >&2; cat "$work/vireod/stderr.log" >&2; exit 1; }
 
-echo "libvirtd $(/usr/sbin/libvirtd --version | awk '{print $NF}') pid $lpid; vireod pid $vpid; scale $scale; $(nproc) CPUs"
+echo "libvirtd $(/usr/sbin/libvirtd --version | awk '{print $NF}') pid $lpid; vireod pid $vpid; scale $scale, cpu scale $cpu_scale, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "== Part 1: throughput, Rust load generator =="
-"$loadgen" --socket "$lsock" --scale "$scale" --label libvirtd | tee "$work/lg-libvirtd.txt"
-"$loadgen" --socket "$vsock" --scale "$scale" --label vireod | tee "$work/lg-vireod.txt"
+echo "== Part 1: throughput, Rust load generator (best of $repeat) =="
+for i in $(seq 1 "$repeat"); do
+    "$loadgen" --socket "$lsock" --scale "$scale" --label libvirtd --daemon-pid "$lpid" \
+        | tee -a "$work/lg-libvirtd-all.txt"
+    "$loadgen" --socket "$vsock" --scale "$scale" --label vireod --daemon-pid "$vpid" \
+        | tee -a "$work/lg-vireod-all.txt"
+done
+# Keep each workload's best line.
+best() {
+    awk '{ w=""; r=0; for (i=1;i<=NF;i++) { split($i,a,"="); if (a[1]=="workload") w=a[2]; if (a[1]=="ops_per_s") r=a[2]+0 }
+           if (w!="" && r>=best[w]) { best[w]=r; line[w]=$0 } }
+         END { for (w in line) print line[w] }' "$1"
+}
+best "$work/lg-libvirtd-all.txt" > "$work/lg-libvirtd.txt"
+best "$work/lg-vireod-all.txt" > "$work/lg-vireod.txt"
 echo
 echo "== Part 2: daemon CPU, libvirt-python client =="
 /usr/bin/python3 "$root/benches/cpu-python.py" --uri "test+unix:///default?socket=$lsock" \
-    --pid "$lpid" --scale "$scale" --label libvirtd | tee "$work/cpu-libvirtd.txt"
+    --pid "$lpid" --scale "$cpu_scale" --label libvirtd | tee "$work/cpu-libvirtd.txt"
 /usr/bin/python3 "$root/benches/cpu-python.py" --uri "test+unix:///default?socket=$vsock" \
-    --pid "$vpid" --scale "$scale" --label vireod | tee "$work/cpu-vireod.txt"
+    --pid "$vpid" --scale "$cpu_scale" --label vireod | tee "$work/cpu-vireod.txt"
 echo
 echo "== Summary (targets: throughput >= 5.0x, CPU <= 0.20x) =="
 # key=value lines -> "workload value" pairs, then joined per workload.
@@ -91,5 +110,5 @@ join -a1 "$work/tp" "$work/cpu" | while read -r w l v lc vc; do
         r = (l > 0) ? v / l : 0; c = (lc > 0) ? vc / lc : 0
         printf "%-10s %14.1f %14.1f %7.2fx %11.3fs %11.3fs %7.2fx\n", w, l, v, r, lc, vc, c }'
 done
-lost=$(grep -ho 'lost=[0-9]*' "$work/lg-libvirtd.txt" "$work/lg-vireod.txt" | tr '\n' ' ')
-echo "events lost (libvirtd, vireod): $lost"
+echo "events lost over all runs: libvirtd $(grep -o 'lost=[0-9]*' "$work/lg-libvirtd-all.txt" | tr '\n' ' ')," \
+    "vireod $(grep -o 'lost=[0-9]*' "$work/lg-vireod-all.txt" | tr '\n' ' ')"

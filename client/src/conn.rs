@@ -147,6 +147,29 @@ impl EventStream {
 }
 
 impl Client {
+    /// Connects as a libvirt client would for `uri` (e.g.
+    /// `test+unix:///default?socket=/run/x/libvirt-sock`, `qemu+tcp://host/system`):
+    /// the transport part picks the socket, the rest is the connection name.
+    pub async fn connect_uri(uri: &str, read_only: bool) -> Result<Client, ClientError> {
+        use crate::uri::{RemoteUri, Transport};
+        let u = RemoteUri::parse(uri, read_only)?;
+        let opts = OpenOptions {
+            name: Some(u.name),
+            read_only,
+        };
+        match u.transport {
+            Transport::Unix(path) => Client::connect_unix_with(path, &opts).await,
+            Transport::Tcp(addr) => {
+                let s = tokio::net::TcpStream::connect(&addr)
+                    .await
+                    .map_err(|source| ClientError::Connect { addr, source })?;
+                let _ = s.set_nodelay(true);
+                let (r, w) = s.into_split();
+                Client::open_halves(r, w, &opts).await
+            }
+        }
+    }
+
     /// Connects to a unix socket and opens the connection `name` (e.g.
     /// `test:///default`).
     pub async fn connect_unix(path: impl AsRef<Path>, name: &str) -> Result<Client, ClientError> {

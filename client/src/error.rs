@@ -35,6 +35,9 @@ pub enum ClientError {
     /// The server only offers authentication schemes this client cannot do.
     #[error("The server requires authentication ({0}), which this client does not support.")]
     UnsupportedAuth(String),
+    /// A connection URI could not be used.
+    #[error("Cannot use the connection URI {0}.")]
+    BadUri(String),
     /// The server lacks a protocol feature the operation needs.
     #[error("The server does not support {0}.")]
     MissingFeature(&'static str),

@@ -14,6 +14,8 @@
 //! * [`ClientError`]: what can go wrong; a server error reply is
 //!   [`ClientError::Remote`] carrying libvirt's code, domain and message.
 //! * [`event`]: decoding of event MESSAGE packets into [`Event`]s.
+//! * [`uri`]: remote-driver URIs (`test+unix:///default?socket=…`,
+//!   `qemu+tcp://host/system`) and [`Client::connect_uri`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), vireo_client::ClientError> {
@@ -30,6 +32,7 @@ mod conn;
 mod domain;
 mod error;
 pub mod event;
+pub mod uri;
 
 pub use conn::{Client, EventStream, OpenOptions};
 pub use error::ClientError;

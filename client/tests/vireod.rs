@@ -199,3 +199,31 @@ async fn plain_tcp_works_too() {
     );
     within(c.close()).await.unwrap();
 }
+
+#[tokio::test]
+async fn connect_by_uri_like_virsh() {
+    let d = Daemon::start();
+    let uri = format!("test+unix:///default?socket={}", d.sock().display());
+    let c = within(Client::connect_uri(&uri, false)).await.unwrap();
+    assert_eq!(c.lookup_by_name("test").await.unwrap().name, "test");
+    let ro = format!("test+unix:///default?socket={}", d.sock_ro().display());
+    let c = within(Client::connect_uri(&ro, true)).await.unwrap();
+    let err = c.define_xml(&xml("viauri")).await.unwrap_err();
+    assert_eq!(
+        err.vir_error().map(|e| e.code),
+        Some(ErrorCode::OperationDenied)
+    );
+}
+
+#[tokio::test]
+async fn keepalive_pings_are_answered_so_idle_connections_survive() {
+    // vireod pings a client that asked for keepalive after 1 s of silence and drops it
+    // after one unanswered PING; the client's PONGs keep an idle connection alive.
+    let d = Daemon::start_with(&["--keepalive-interval", "1", "--keepalive-count", "1"]);
+    let c = Client::connect_unix(d.sock(), "test:///default")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(!c.is_closed(), "dropped while idle; log: {}", d.log());
+    within(c.lookup_by_name("test")).await.unwrap();
+}

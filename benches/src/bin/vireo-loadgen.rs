@@ -9,14 +9,16 @@
 //!   after); unit = calls.
 //! * `lookup`: lookupByName("test") + XMLDesc, `--tasks` callers on one connection;
 //!   unit = pairs (2 RPCs each).
-//! * `events`: 8 subscriber connections registered for lifecycle events while one
-//!   connection runs define/create/destroy/undefine cycles; unit = events delivered
+//! * `events`: 8 subscriber connections registered for lifecycle events while
+//!   `--tasks` callers on one connection run define/create/destroy/undefine cycles (on
+//!   one domain each); unit = events delivered
 //!   (4 per cycle per subscriber); every event is counted and missing ones reported
 //!   as `lost`.
 //! * `parallel`: 4 connections doing lookupByName concurrently; unit = lookups.
 //!
 //! Counts are fixed (scaled by `--scale`), so both daemons do the same work.
-//! Output: `RESULT workload=NAME ops=N unit=U secs=S ops_per_s=R [lost=L]`.
+//! Output: `RESULT workload=NAME ops=N unit=U secs=S ops_per_s=R [lost=L]
+//! client_cpu_s=C [daemon_cpu_s=D]` (the daemon's CPU with `--daemon-pid`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,12 +43,17 @@ struct Args {
     /// Multiplies every iteration count.
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
-    /// Concurrent callers on one connection for `cycles` and `lookup`.
+    /// Concurrent callers on one connection for `cycles`, `lookup` and the event
+    /// generator of `events`.
     #[arg(long, default_value_t = 4)]
     tasks: usize,
     /// Runtime worker threads (1 = a current-thread runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// The daemon's pid: each result then also says how much CPU the daemon used
+    /// (utime+stime from /proc/PID/stat), next to the load generator's own.
+    #[arg(long)]
+    daemon_pid: Option<u32>,
     /// A label printed with every result (e.g. the daemon's name).
     #[arg(long, default_value = "")]
     label: String,
@@ -61,6 +68,15 @@ fn xml(name: &str) -> String {
 }
 
 type Res<T> = Result<T, ClientError>;
+
+/// utime+stime of a process in seconds, from /proc/PID/stat (clock ticks of 10 ms).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
 
 struct Outcome {
     ops: u64,
@@ -234,10 +250,14 @@ async fn events(a: &Args) -> Res<Outcome> {
         subs.push(s);
     }
     let c = connect(a).await?;
+    let drivers = a.tasks as u64;
     let t = Instant::now();
-    for _ in 0..n {
-        cycle(&c, "lg-events").await?;
-    }
+    let cc = c.clone();
+    for_each_par(n, drivers, move |i| {
+        let c = cc.clone();
+        async move { cycle(&c, &format!("lg-events-{}", i % drivers)).await }
+    })
+    .await?;
     let mut per_sub = Vec::new();
     for h in counters {
         per_sub.push(h.await.expect("counter"));
@@ -310,7 +330,10 @@ async fn run(a: Args) -> Result<(), String> {
     let _keep = connect(&a)
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
+    let daemon = a.daemon_pid.map(|p| p.to_string());
     for w in chosen {
+        let d0 = daemon.as_deref().and_then(cpu_seconds);
+        let c0 = cpu_seconds("self");
         let r = match w {
             "cycles" => cycles(&a).await,
             "list" => list(&a).await,
@@ -320,8 +343,15 @@ async fn run(a: Args) -> Result<(), String> {
             other => return Err(format!("unknown workload {other:?}")),
         }
         .map_err(|e| format!("workload {w} failed: {e}"))?;
+        let mut cpu = String::new();
+        if let (Some(c0), Some(c1)) = (c0, cpu_seconds("self")) {
+            cpu += &format!(" client_cpu_s={:.2}", c1 - c0);
+        }
+        if let (Some(d0), Some(d1)) = (d0, daemon.as_deref().and_then(cpu_seconds)) {
+            cpu += &format!(" daemon_cpu_s={:.2}", d1 - d0);
+        }
         println!(
-            "RESULT label={} workload={w} ops={} unit={} secs={:.3} ops_per_s={:.1}{}",
+            "RESULT label={} workload={w} ops={} unit={} secs={:.3} ops_per_s={:.1}{}{cpu}",
             if a.label.is_empty() { "-" } else { &a.label },
             r.ops,
             r.unit,

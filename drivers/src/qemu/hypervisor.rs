@@ -15,8 +15,9 @@
 //! |---|---|
 //! | `SHUTDOWN` | `Shutdown{by_guest: data.guest}`; `Reset` if reason `guest-reset` (`-no-reboot`); nothing after our own destroy, after a panic, or in a fake reboot (then `system_reset` + `cont`) |
 //! | `RESET` | `Reset` |
-//! | `STOP` | `Stopped`, except the stop that follows a shutdown or panic |
-//! | `RESUME` | `Resumed` |
+//! | `STOP` | `Stopped`, except the stop that follows a shutdown or panic, or during a save |
+//! | `RESUME` | `Resumed`, except during a save |
+//! | `MIGRATION` | nothing; its status feeds the running save ([`migrate`]) |
 //! | `GUEST_PANICKED` | `Panicked` |
 //! | `RTC_CHANGE` | `RtcChange{offset}` |
 //! | stream end / exit not caused by our destroy | `Exited{crashed: no SHUTDOWN seen}` (and the runtime directory is removed) |
@@ -45,11 +46,14 @@ use vireo_messages::{ErrorCode, ErrorDomain, VirError, VirResult};
 use vireo_xml::DomainDef;
 
 use super::argv::{self, LaunchContext};
+use super::migrate::{self, MigrationState};
 use super::process::{self, ProcessError, QemuProcess};
 use super::qmp::{Qmp, QmpError, QmpEvent};
 use crate::hypervisor::{
-    BoxFuture, Flavour, Guest, GuestEvent, Hypervisor, ShutdownOutcome, StartOptions, Started,
+    BoxFuture, Flavour, Guest, GuestEvent, Hypervisor, SaveControl, ShutdownOutcome, StartOptions,
+    Started,
 };
+use std::os::fd::OwnedFd;
 
 const ERR: ErrorDomain = ErrorDomain::Qemu;
 
@@ -172,7 +176,14 @@ impl QemuHypervisor {
         Ok(list)
     }
 
-    async fn do_start(&self, def: &DomainDef, opts: StartOptions) -> VirResult<Started> {
+    /// Starts a guest; with `incoming`, QEMU waits (`-incoming defer`) for the saved
+    /// state read from that descriptor ([`migrate::restore`]) and the guest stays paused.
+    async fn do_start(
+        &self,
+        def: &DomainDef,
+        opts: StartOptions,
+        incoming: Option<OwnedFd>,
+    ) -> VirResult<Started> {
         let name = def.name();
         argv::validate(def)?;
         argv::preflight(def)?;
@@ -192,7 +203,7 @@ impl QemuHypervisor {
             emulator: self.cfg.emulator.clone(),
             qmp_socket: qmp_socket.clone(),
             domain_dir: domain_dir.clone(),
-            incoming: None,
+            incoming: incoming.as_ref().map(|_| "defer".to_string()),
         };
         let cmd = argv::build_command(def, &ctx)?;
         let machines = self.machine_types(&cmd.program).await?;
@@ -230,10 +241,15 @@ impl QemuHypervisor {
                 .await
                 .map_err(|e| (start_error(&name, e), false))?;
             let lost = |e: &QmpError| matches!(e, QmpError::Disconnected | QmpError::Io(_));
-            let (qmp, events) = Qmp::handshake(stream)
+            let (qmp, mut events) = Qmp::handshake(stream)
                 .await
                 .map_err(|e| (lost(&e), e))
                 .map_err(|(l, e)| (qmp_error("cannot negotiate QMP", e), l))?;
+            if let Some(src) = incoming {
+                migrate::restore(&qmp, &mut events, src)
+                    .await
+                    .map_err(|e| (e.to_vir_error(ERR), e.qemu_gone()))?;
+            }
             if !opts.paused {
                 qmp.execute("cont", None)
                     .await
@@ -480,7 +496,7 @@ impl Hypervisor for QemuHypervisor {
         def: &'a DomainDef,
         opts: StartOptions,
     ) -> BoxFuture<'a, VirResult<Started>> {
-        Box::pin(self.do_start(def, opts))
+        Box::pin(self.do_start(def, opts, None))
     }
 
     fn reattach<'a>(
@@ -489,6 +505,19 @@ impl Hypervisor for QemuHypervisor {
         def: &'a DomainDef,
     ) -> BoxFuture<'a, VirResult<Option<Started>>> {
         Box::pin(self.do_reattach(record, def))
+    }
+
+    fn restore<'a>(
+        &'a self,
+        def: &'a DomainDef,
+        source: OwnedFd,
+        opts: StartOptions,
+    ) -> BoxFuture<'a, VirResult<Started>> {
+        let opts = StartOptions {
+            paused: true,
+            ..opts
+        };
+        Box::pin(self.do_start(def, opts, Some(source)))
     }
 }
 
@@ -506,6 +535,8 @@ struct Flags {
     /// RESUME events still to come from our own `cont`s that are not news to the
     /// domain actor (the one ending a start, the one ending a fake reboot).
     quiet_resumes: AtomicU32,
+    /// Migration status and the save-in-progress flag ([`migrate`]).
+    migration: MigrationState,
 }
 
 /// Aborts the tasks when the guest object goes away (dropping a guest without
@@ -580,7 +611,8 @@ async fn pump(mut c: PumpCtx) {
             "STOP" => {
                 let quiet = destroying
                     || f.shutdown_seen.load(Ordering::SeqCst)
-                    || f.panicked.load(Ordering::SeqCst);
+                    || f.panicked.load(Ordering::SeqCst)
+                    || f.migration.saving();
                 (!quiet).then_some(GuestEvent::Stopped)
             }
             "RESUME" => {
@@ -590,11 +622,15 @@ async fn pump(mut c: PumpCtx) {
                     .quiet_resumes
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok();
-                (!destroying && !ours).then_some(GuestEvent::Resumed)
+                (!destroying && !ours && !f.migration.saving()).then_some(GuestEvent::Resumed)
             }
             "GUEST_PANICKED" => {
                 f.panicked.store(true, Ordering::SeqCst);
                 (!destroying).then_some(GuestEvent::Panicked)
+            }
+            "MIGRATION" => {
+                f.migration.on_event(&ev.data);
+                None
             }
             "RTC_CHANGE" => ev
                 .data
@@ -766,6 +802,14 @@ impl Guest for QemuGuest {
 
     fn status_record(&self) -> Value {
         self.record.clone()
+    }
+
+    fn save_to_fd(&mut self, sink: OwnedFd, ctl: SaveControl) -> BoxFuture<'_, VirResult<()>> {
+        Box::pin(async move {
+            migrate::save(&self.qmp, &self.flags.migration, sink, &ctl)
+                .await
+                .map_err(|e| e.to_vir_error(ERR))
+        })
     }
 }
 
