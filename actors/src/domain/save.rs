@@ -94,13 +94,19 @@ pub(crate) struct JobProgress {
     started: Instant,
     ctl: SaveControl,
     written: Arc<AtomicU64>,
+    /// The total to report until the hypervisor gives one: the guest's memory.
+    estimate: u64,
 }
 
 impl JobProgress {
     pub(crate) fn info(&self) -> JobInfo {
         let sent = self.ctl.processed.load(Ordering::Relaxed);
         let processed = sent.max(self.written.load(Ordering::Relaxed));
-        let total = self.ctl.total.load(Ordering::Relaxed).max(processed);
+        let total = match self.ctl.total.load(Ordering::Relaxed) {
+            0 => self.estimate,
+            t => t,
+        }
+        .max(processed);
         JobInfo {
             job_type: job_type::UNBOUNDED,
             operation: self.operation,
@@ -616,6 +622,7 @@ impl DomainActorState {
             started: Instant::now(),
             ctl: ctl.clone(),
             written: written.clone(),
+            estimate: header_def.memory_kib() * 1024,
         };
         let hid = helper.get_id();
         self.spawn_job(myself, name, reply, async move {
@@ -705,6 +712,7 @@ impl DomainActorState {
             started: Instant::now(),
             ctl: ctl.clone(),
             written: Arc::new(AtomicU64::new(0)),
+            estimate: 0,
         };
         let fail = |e: VirError| JobDone {
             guest: None,
