@@ -234,6 +234,21 @@ fn virsh_save_restore_managedsave_and_start_resume_the_guest() {
     assert_eq!(q.domstate("g"), "running (booted)");
     q.wait_counting("g");
 
+    // Images that are not complete saves are refused with a clear error; nothing starts.
+    let bad = q.state().join("bad.save");
+    std::fs::write(&bad, b"definitely not a save image").unwrap();
+    let e = q.err(&["restore", bad.to_str().unwrap()]);
+    assert!(e.contains("image magic is incorrect"), "{e}");
+    let bytes = std::fs::read(&img).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    q.ok(&["destroy", "g"]);
+    let e = q.err(&["restore", bad.to_str().unwrap()]);
+    assert!(e.contains("load of migration failed"), "{e}");
+    assert_eq!(q.domstate("g"), "shut off (destroyed)");
+    assert!(q.qemu_pids().is_empty(), "nothing left running: {e}");
+    q.ok(&["start", "g"]);
+    q.wait_counting("g");
+
     // No job: domjobinfo says so; abort has nothing to abort.
     assert!(q.ok(&["domjobinfo", "g"]).contains("None"));
     let e = q.err(&["domjobabort", "g"]);
@@ -510,4 +525,53 @@ fn vireod_killed_during_a_save_cleans_up_on_restart() {
     let before = q.serial_text("k").len();
     q.wait_serial("k", "more digits", |t| t.len() > before);
     q.ok(&["destroy", "k"]);
+}
+
+#[test]
+fn qemu_killed_during_a_save_leaves_the_domain_crashed_and_no_image() {
+    if !have_virsh() || !have_qemu() {
+        return;
+    }
+    let q = Q::start();
+    q.define("dies", 320, 300);
+    q.ok(&["start", "dies"]);
+    q.wait_counting("dies");
+    let pid = q.qemu_pids();
+    assert_eq!(pid.len(), 1);
+    let img = q.state().join("dies.save");
+    let uri = q.uri();
+    let saver = {
+        let img = img.clone();
+        std::thread::spawn(move || {
+            Command::new("virsh")
+                .args(["-c", &uri, "managedsave", "dies", "--bypass-cache"])
+                .output()
+                .map(|o| (o, img))
+                .unwrap()
+        })
+    };
+    let managed = q.state().join("qemu/managedsave/dies.save");
+    let t = Instant::now();
+    while std::fs::metadata(&managed).map(|m| m.len()).unwrap_or(0) < 8 << 20 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the save never started writing"
+        );
+        assert!(!saver.is_finished(), "the save ended before the kill");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Command::new("kill").args(["-9", &pid[0]]).status().unwrap();
+    let (o, _) = saver.join().unwrap();
+    assert!(!o.status.success(), "the save cannot succeed");
+    assert!(!managed.exists(), "no image after QEMU died");
+    let t = Instant::now();
+    while q.domstate("dies") != "shut off (crashed)" {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "state is {}",
+            q.domstate("dies")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(q.managed("dies"), "no");
 }
