@@ -39,5 +39,4 @@ fn save_restore_managedsave_session_matches_libvirtd() {
         include_bytes!("data/test_driver_save.img"),
         "the image is byte for byte libvirt's"
     );
-
 }

@@ -361,10 +361,10 @@ impl Guest for FakeGuest {
             match r {
                 Ok(()) => Ok(()),
                 Err(m) => {
-                    if script.die_after.is_some() {
-                        if let Some(tx) = inner.guests.lock().unwrap().get(&name) {
-                            let _ = tx.send(GuestEvent::Exited { crashed: true });
-                        }
+                    if script.die_after.is_some()
+                        && let Some(tx) = inner.guests.lock().unwrap().get(&name)
+                    {
+                        let _ = tx.send(GuestEvent::Exited { crashed: true });
                     }
                     if ctl.cancel.is_cancelled() {
                         return Err(VirError::with(

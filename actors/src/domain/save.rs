@@ -304,7 +304,7 @@ pub(crate) async fn define_image_xml(
         secure: true,
     });
     let p = path.to_path_buf();
-    let r = tokio::task::spawn_blocking(move || -> VirResult<()> {
+    tokio::task::spawn_blocking(move || -> VirResult<()> {
         match flavour {
             Flavour::Test => vireo_drivers::store::write_atomic(
                 &p,
@@ -332,8 +332,7 @@ pub(crate) async fn define_image_xml(
         }
     })
     .await
-    .map_err(|e| join_error(domain, e))?;
-    r
+    .map_err(|e| join_error(domain, e))?
 }
 
 fn remove_quietly(path: &Path) {
@@ -645,12 +644,13 @@ impl DomainActorState {
                             domain,
                             "domain save job: canceled by client",
                         )
-                    } else if died || own_failure.load(Ordering::SeqCst) {
-                        helper_res.clone().err().expect("the helper failed")
-                    } else if let Err(e) = &save_res {
-                        e.clone()
                     } else {
-                        helper_res.clone().err().expect("one side failed")
+                        let helper_first = died || own_failure.load(Ordering::SeqCst);
+                        match (&save_res, &helper_res) {
+                            (_, Err(h)) if helper_first => h.clone(),
+                            (Err(e), _) | (Ok(()), Err(e)) => e.clone(),
+                            (Ok(()), Ok(_)) => VirError::internal(domain, "the save failed"),
+                        }
                     };
                     // No image may claim a valid save: the helper removes its own file
                     // on failure; a complete one from a failed stream goes here.
@@ -688,6 +688,7 @@ impl DomainActorState {
     /// Starts a restore from `path` into this (inactive) domain. `def` is the definition
     /// to run (from the image, or its replacement); `None` reads it from the image.
     /// `from_managed`: the image is the managed-save one, removed on success.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn begin_restore(
         &mut self,
         myself: &ActorRef<DomainMsg>,

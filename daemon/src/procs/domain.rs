@@ -160,6 +160,7 @@ fn is_domain_proc(p: P) -> bool {
             | P::DomainGetJobInfo
             | P::DomainGetJobStats
             | P::DomainAbortJob
+            | P::DomainAbortJobFlags
             | P::DomainGetSchedulerType
             | P::DomainGetSecurityLabel
             | P::DomainGetMessages
@@ -544,6 +545,13 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
         }
         P::DomainAbortJob if !is_test(conn) => {
             let a: DomainArgs = args(payload)?;
+            find(conn, &a.dom)?.abort_job().await?;
+            void()
+        }
+        P::DomainAbortJobFlags if !is_test(conn) => {
+            let a: DomainFlagsArgs = args(payload)?;
+            // POSTCOPY (1) concerns migrations only.
+            check_flags(conn, a.flags, 0, "qemuDomainAbortJobFlags")?;
             find(conn, &a.dom)?.abort_job().await?;
             void()
         }

@@ -452,7 +452,7 @@ crate::remote_procedures! {
 439 DOMAIN_SET_LAUNCH_SECURITY_STATE DomainSetLaunchSecurityState;
 440 DOMAIN_SAVE_PARAMS DomainSaveParams;
 441 DOMAIN_RESTORE_PARAMS DomainRestoreParams;
-442 DOMAIN_ABORT_JOB_FLAGS DomainAbortJobFlags;
+442 DOMAIN_ABORT_JOB_FLAGS DomainAbortJobFlags(DomainFlagsArgs) -> ();
 443 DOMAIN_FD_ASSOCIATE DomainFdAssociate;
 444 NETWORK_SET_METADATA NetworkSetMetadata;
 445 NETWORK_GET_METADATA NetworkGetMetadata [readonly_ok];
