@@ -274,6 +274,14 @@ impl Connection {
         let mut def = DomainDef::parse(dxml.unwrap_or(&xml))?;
         ctx.hv.validate(&def)?;
         def.normalize()?;
+        if let Some(e) = def.uuid().and_then(|u| ctx.directory.by_uuid(&u))
+            && e.is_active()
+        {
+            return Err(VirError::operation_invalid(
+                domain,
+                format!("domain '{}' is already active", e.name),
+            ));
+        }
         let e = self
             .ask(|tx| DriverMsg::PrepareTransient(Box::new(def.clone()), tx))
             .await?;

@@ -113,6 +113,13 @@ async fn save_restore_managedsave_and_start_from_it() {
     );
     assert_eq!(s.fake.restores(), vec![("q1".to_string(), 3 << 20)]);
     assert!(img.exists(), "a plain save image stays after restore");
+    let e = conn.restore(&img, None, 0).await.err().unwrap();
+    assert_eq!(e.code, ErrorCode::OperationInvalid);
+    assert!(
+        e.message.contains("domain 'q1' is already active"),
+        "{}",
+        e.message
+    );
 
     // Managed save, then a plain start resumes from it and removes it.
     d.managed_save(0).await.unwrap();
