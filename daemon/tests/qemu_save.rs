@@ -575,3 +575,232 @@ fn qemu_killed_during_a_save_leaves_the_domain_crashed_and_no_image() {
     }
     assert_eq!(q.managed("dies"), "no");
 }
+
+// ---------------------------------------------------------------------------------------
+// Cross-restore with the real libvirtd (qemu driver, private socket): an image saved by
+// libvirtd is restored by vireod and the other way round, and the guest continues both
+// times. Only one libvirtd can run per host (it holds the system state directories), so
+// a libvirtd that keeps exiting means another one runs: that skips outside CI.
+
+/// A private libvirtd with the qemu driver, stopped when dropped.
+struct Libvirtd {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl Libvirtd {
+    fn start(dir: &Path) -> Result<Libvirtd, String> {
+        let run = dir.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let conf = format!(
+            "listen_tls = 0\nlisten_tcp = 0\nunix_sock_dir = \"{}\"\n\
+             unix_sock_group = \"root\"\nunix_sock_ro_perms = \"0770\"\n\
+             unix_sock_rw_perms = \"0770\"\nunix_sock_admin_perms = \"0700\"\n\
+             auth_unix_ro = \"none\"\nauth_unix_rw = \"none\"\nlog_filters = \"\"\n\
+             log_outputs = \"3:file:{}\"\n",
+            run.display(),
+            dir.join("libvirtd.log").display()
+        );
+        std::fs::write(dir.join("libvirtd.conf"), conf).unwrap();
+        let t = Instant::now();
+        loop {
+            let child = Command::new("/usr/sbin/libvirtd")
+                .arg("--config")
+                .arg(dir.join("libvirtd.conf"))
+                .arg("--pid-file")
+                .arg(dir.join("libvirtd.pid"))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+                .spawn()
+                .expect("spawn libvirtd");
+            let mut l = Libvirtd {
+                child,
+                dir: dir.to_path_buf(),
+            };
+            while std::os::unix::net::UnixStream::connect(l.sock()).is_err()
+                && l.child.try_wait().unwrap().is_none()
+                && t.elapsed() < Duration::from_secs(30)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // It binds its socket before it finds out whether another daemon holds the
+            // state directories: only one that answers and stays counts.
+            let answers = l.virsh(&["uri"]).status.success();
+            std::thread::sleep(Duration::from_millis(300));
+            if answers && l.child.try_wait().unwrap().is_none() {
+                return Ok(l);
+            }
+            drop(l);
+            if t.elapsed() > Duration::from_secs(10) {
+                return Err(format!(
+                    "libvirtd did not stay up (another libvirtd runs?): {}",
+                    std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.join("run/libvirt-sock")
+    }
+
+    fn virsh(&self, args: &[&str]) -> std::process::Output {
+        let uri = format!("qemu+unix:///system?socket={}", self.sock().display());
+        Command::new("timeout")
+            .args(["60", "virsh", "-c", &uri])
+            .args(args)
+            .output()
+            .expect("run virsh")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.virsh(args);
+        assert!(
+            o.status.success(),
+            "libvirtd: virsh {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Libvirtd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Skips (outside CI) or fails (CI=true) for `reason`.
+fn skip(reason: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{reason} (CI=true: not skipping)"
+    );
+    eprintln!("SKIPPED: {reason}");
+}
+
+#[test]
+fn images_cross_restore_between_libvirtd_and_vireod() {
+    const NAME: &str = "vireo-cross-restore";
+    if !have_virsh() || !have_qemu() {
+        return;
+    }
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    let qemu_user = std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("libvirt-qemu:"));
+    if !root || !Path::new("/usr/sbin/libvirtd").exists() || !qemu_user {
+        skip("cross-restore needs root, /usr/sbin/libvirtd and the libvirt-qemu user");
+        return;
+    }
+    let q = Q::start();
+    let lvdir = tempfile::tempdir().unwrap();
+    let l = match Libvirtd::start(lvdir.path()) {
+        Ok(l) => l,
+        Err(why) => return skip(&why),
+    };
+    // A directory QEMU can use whichever daemon runs it (libvirtd's runs as libvirt-qemu).
+    let share = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        share.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    std::fs::create_dir_all(q.state().join("images")).unwrap();
+    let src = testguest::build(
+        &q.state().join("images"),
+        TestGuest::Fill { fill_end: 41 * MIB },
+    )
+    .expect("assemble the test guest");
+    let img = share.path().join("x.img");
+    std::fs::copy(src, &img).unwrap();
+    let serial = share.path().join("x.serial");
+    let serial_text = || std::fs::read_to_string(&serial).unwrap_or_default();
+    let wait = |what: &str, done: &dyn Fn(&str) -> bool| {
+        let t = Instant::now();
+        while !done(&serial_text()) {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "serial never showed {what}: {:?}",
+                serial_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let continues = |who: &str| {
+        wait("two digits", &|t: &str| {
+            t.chars().filter(char::is_ascii_digit).count() >= 2
+        });
+        assert!(
+            !serial_text().contains("filled"),
+            "{who}: the restored guest booted again: {:?}",
+            serial_text()
+        );
+    };
+    let xml = format!(
+        "<domain type='qemu'>
+  <name>vireo-cross-restore</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os>
+  <features><acpi/></features>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{}'/>
+      <target dev='sda' bus='sata'/>
+    </disk>
+    <serial type='file'><source path='{}'/><target port='0'/></serial>
+  </devices>
+</domain>",
+        img.display(),
+        serial.display()
+    );
+    let xml_path = share.path().join("x.xml");
+    std::fs::write(&xml_path, xml).unwrap();
+
+    // libvirtd keeps its definitions in the host's directories: clear a leftover.
+    let _ = l.virsh(&["destroy", NAME]);
+    let _ = l.virsh(&["undefine", NAME, "--managed-save"]);
+
+    // libvirtd runs and saves the guest; vireod restores libvirt's image.
+    l.ok(&["define", xml_path.to_str().unwrap()]);
+    l.ok(&["start", NAME]);
+    wait("filled + digits", &|t: &str| {
+        t.split_once("filled\r\n")
+            .is_some_and(|(_, a)| a.chars().any(|c| c.is_ascii_digit()))
+    });
+    let lv_image = share.path().join("by-libvirtd.save");
+    l.ok(&["save", NAME, lv_image.to_str().unwrap()]);
+    let out = q.ok(&["restore", lv_image.to_str().unwrap()]);
+    assert!(out.contains("Domain restored"), "{out}");
+    assert_eq!(q.domstate(NAME), "running (restored)");
+    continues("vireod");
+
+    // vireod saves it; libvirtd restores vireod's image.
+    let v_image = share.path().join("by-vireod.save");
+    q.ok(&["save", NAME, v_image.to_str().unwrap()]);
+    let out = l.ok(&["restore", v_image.to_str().unwrap()]);
+    assert!(out.contains("Domain restored"), "{out}");
+    assert_eq!(
+        l.ok(&["domstate", "--reason", NAME]).trim(),
+        "running (restored)"
+    );
+    continues("libvirtd");
+    l.ok(&["destroy", NAME]);
+    l.ok(&["undefine", NAME]);
+}
