@@ -804,3 +804,178 @@ fn images_cross_restore_between_libvirtd_and_vireod() {
     l.ok(&["destroy", NAME]);
     l.ok(&["undefine", NAME]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Benchmark (run by hand, root, libvirtd installed:
+// `cargo test -p vireo-daemon --test qemu_save -- --ignored --nocapture bench`):
+// save (managedsave) and restore (start) of a 512 MiB and a 64 MiB guest through virsh,
+// vireod against libvirtd's qemu driver on the same filesystem, and the raw synced write
+// bandwidth of that filesystem (`dd conv=fdatasync`). Medians of VIREO_BENCH_RUNS (5).
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn timed(f: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+#[test]
+#[ignore = "a benchmark, run by hand"]
+fn bench_managedsave_and_restore_against_dd_and_libvirtd() {
+    const NAME: &str = "vireo-save-bench";
+    let runs: usize = std::env::var("VIREO_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let q = Q::start();
+    let lvdir = tempfile::tempdir().unwrap();
+    let l = Libvirtd::start(lvdir.path()).expect("a private libvirtd");
+    let share = tempfile::tempdir_in(q.state()).unwrap();
+    std::fs::set_permissions(
+        share.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    std::fs::create_dir_all(q.state().join("images")).unwrap();
+    let mib = |d: Duration, bytes: u64| bytes as f64 / (1 << 20) as f64 / d.as_secs_f64();
+    for ram in [512u32, 64] {
+        let fill = ram - 8;
+        let src = testguest::build(
+            &q.state().join("images"),
+            TestGuest::Fill {
+                fill_end: (fill + 1) * MIB,
+            },
+        )
+        .unwrap();
+        let img = share.path().join("b.img");
+        std::fs::copy(src, &img).unwrap();
+        let serial = share.path().join("b.serial");
+        let xml = format!(
+            "<domain type='qemu'><name>{NAME}</name><memory unit='MiB'>{ram}</memory>\
+             <vcpu>1</vcpu><os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os>\
+             <features><acpi/></features><devices><disk type='file' device='disk'>\
+             <driver name='qemu' type='raw'/><source file='{}'/><target dev='sda' bus='sata'/>\
+             </disk><serial type='file'><source path='{}'/><target port='0'/></serial>\
+             </devices></domain>",
+            img.display(),
+            serial.display()
+        );
+        let xml_path = share.path().join("b.xml");
+        std::fs::write(&xml_path, xml).unwrap();
+        let filled = || {
+            let t = Instant::now();
+            while !std::fs::read_to_string(&serial)
+                .unwrap_or_default()
+                .split_once("filled\r\n")
+                .is_some_and(|(_, a)| a.chars().any(|c| c.is_ascii_digit()))
+            {
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "the guest never filled"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        let _ = l.virsh(&["destroy", NAME]);
+        let _ = l.virsh(&["undefine", NAME, "--managed-save"]);
+        l.ok(&["define", xml_path.to_str().unwrap()]);
+        q.ok(&["define", xml_path.to_str().unwrap()]);
+        let managed = q.state().join(format!("qemu/managedsave/{NAME}.save"));
+        let (mut vs, mut vr, mut ls, mut lr, mut dds) = (vec![], vec![], vec![], vec![], vec![]);
+        let mut bytes = 0;
+        for _ in 0..runs {
+            // dd of the same size into the same filesystem.
+            let target = share.path().join("dd.out");
+            dds.push(timed(|| {
+                assert!(
+                    Command::new("dd")
+                        .arg("if=/dev/zero")
+                        .arg(format!("of={}", target.display()))
+                        .args([
+                            "bs=1M",
+                            &format!("count={ram}"),
+                            "conv=fdatasync",
+                            "status=none"
+                        ])
+                        .status()
+                        .unwrap()
+                        .success()
+                )
+            }));
+            std::fs::remove_file(&target).unwrap();
+            for (daemon_is_vireo, saves, restores) in
+                [(true, &mut vs, &mut vr), (false, &mut ls, &mut lr)]
+            {
+                let run = |args: &[&str]| {
+                    if daemon_is_vireo {
+                        q.ok(args);
+                    } else {
+                        l.ok(args);
+                    }
+                };
+                run(&["start", NAME]);
+                filled();
+                saves.push(timed(|| run(&["managedsave", NAME])));
+                if daemon_is_vireo {
+                    bytes = std::fs::metadata(&managed).unwrap().len();
+                }
+                restores.push(timed(|| run(&["start", NAME])));
+                run(&["destroy", NAME]);
+            }
+        }
+        let (vs, vr, ls, lr, dd) = (median(vs), median(vr), median(ls), median(lr), median(dds));
+        eprintln!(
+            "{ram} MiB guest, image {:.1} MiB, medians of {runs}:\n  \
+             dd conv=fdatasync {ram} MiB: {dd:?} ({:.0} MiB/s)\n  \
+             vireod managedsave {vs:?} ({:.0} MiB/s, {:.0}% of dd), start (restore) {vr:?} ({:.0} MiB/s)\n  \
+             libvirtd managedsave {ls:?}, start (restore) {lr:?}\n  \
+             vireod/libvirtd: save {:.2}x, restore {:.2}x",
+            bytes as f64 / (1 << 20) as f64,
+            mib(dd, u64::from(ram) << 20),
+            mib(vs, bytes),
+            100.0 * mib(vs, bytes) / mib(dd, u64::from(ram) << 20),
+            mib(vr, bytes),
+            vs.as_secs_f64() / ls.as_secs_f64(),
+            vr.as_secs_f64() / lr.as_secs_f64(),
+        );
+        q.ok(&["undefine", NAME]);
+        l.ok(&["undefine", NAME]);
+    }
+    // The daemon's own view of each save (job start to guest stopped, without virsh).
+    let totals: Vec<u64> = strip_ansi(&q.d.log())
+        .lines()
+        .filter_map(|l| {
+            l.split_once("total_ms=")?
+                .1
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    for (ram, chunk) in [512u32, 64].iter().zip(totals.chunks(runs)) {
+        let m = median(chunk.iter().map(|&ms| Duration::from_millis(ms)).collect());
+        eprintln!("{ram} MiB guest: vireod's save job (pause to guest stopped), median {m:?}");
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -624,7 +624,9 @@ impl DomainActorState {
             estimate: header_def.memory_kib() * 1024,
         };
         let hid = helper.get_id();
+        let dom_name = self.name.clone();
         self.spawn_job(myself, name, reply, async move {
+            let t0 = Instant::now();
             let cancel = ctl.cancel.clone();
             let save = async {
                 if was_running {
@@ -633,8 +635,10 @@ impl DomainActorState {
                 guest.save_to_fd(wr, ctl).await
             };
             let save_res = save.await;
+            let streamed = t0.elapsed();
             let _ = src_tx.send(save_res.as_ref().map(drop).map_err(|e| e.message.clone()));
             let (helper_res, died) = wait_helper(done_rx, fail_rx, "save").await;
+            let synced = t0.elapsed();
             let outcome = match (&save_res, &helper_res) {
                 (Ok(()), Ok(_)) => Ok(()),
                 _ => {
@@ -670,6 +674,13 @@ impl DomainActorState {
                     if let Err(e) = guest.destroy(false).await {
                         tracing::warn!(error = %e, "cannot stop the guest after its save");
                     }
+                    tracing::info!(
+                        domain = %dom_name,
+                        stream_ms = streamed.as_millis() as u64,
+                        synced_ms = synced.as_millis() as u64,
+                        total_ms = t0.elapsed().as_millis() as u64,
+                        "saved"
+                    );
                     Ok(Outcome::Saved { managed })
                 }
                 Err(e) => Err(e),
