@@ -154,6 +154,31 @@ async fn save_restore_managedsave_and_start_from_it() {
     assert!(!managed_path(&s.root).exists());
     assert!(!d.entry().unwrap().managed_save);
 
+    // A replacement XML at save goes into the image; one at restore is what runs.
+    d.start(false).await.unwrap();
+    let alt = s.root.join("alt.img");
+    let dxml = XML.replace("<os>", "<description>at save</description><os>");
+    d.save(&alt, Some(&dxml), 0).await.unwrap();
+    let f = std::fs::File::open(&alt).unwrap();
+    assert!(
+        saveimage::read_header(&f)
+            .unwrap()
+            .0
+            .xml
+            .contains("at save")
+    );
+    let rxml = XML.replace("<os>", "<description>at restore</description><os>");
+    conn.restore(&alt, Some(&rxml), 0).await.unwrap();
+    assert!(d.xml(0).await.unwrap().contains("at restore"));
+    let other = XML.replace("q1", "zz");
+    let e = d.save(&alt, Some(&other), 0).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArg, "{}", e.message);
+    assert_eq!(
+        state(&d).await.0,
+        DomainState::Running,
+        "a refused save changes nothing"
+    );
+
     // The image's XML can be read and replaced.
     let xml = conn.save_image_xml(&img, 0).await.unwrap();
     assert!(xml.contains("<name>q1</name>"), "{xml}");

@@ -325,6 +325,43 @@ fn domjobinfo_reports_progress_during_a_save() {
         std::fs::metadata(&img).unwrap().len() > offset + 290 * u64::from(MIB),
         "the filled memory is in the image"
     );
+
+    // Restored, then saved again and aborted mid-way: the guest runs on, no image.
+    q.ok(&["restore", img.to_str().unwrap()]);
+    let img2 = q.state().join("big2.save");
+    let uri = q.uri();
+    let saver = {
+        let img2 = img2.clone();
+        std::thread::spawn(move || {
+            Command::new("virsh")
+                .args([
+                    "-c",
+                    &uri,
+                    "save",
+                    "big",
+                    img2.to_str().unwrap(),
+                    "--bypass-cache",
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+    let t = Instant::now();
+    while !String::from_utf8_lossy(&q.virsh(&["domjobinfo", "big"]).stdout).contains("Unbounded") {
+        assert!(
+            !saver.is_finished(),
+            "the save ended before it could be aborted"
+        );
+        assert!(t.elapsed() < Duration::from_secs(30));
+    }
+    q.ok(&["domjobabort", "big"]);
+    let o = saver.join().unwrap();
+    assert!(!o.status.success(), "an aborted save fails");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("canceled by client"), "{e}");
+    assert!(!img2.exists(), "no image after an abort");
+    assert_eq!(q.domstate("big"), "running (save canceled)");
+    q.ok(&["destroy", "big"]);
 }
 
 /// Whether the root-only thin-storage test can run; fails under `CI=true` when not.
