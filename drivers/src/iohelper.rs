@@ -244,7 +244,7 @@ impl IoHelperError {
             IoHelperError::Cancelled => VirError::with(
                 ErrorCode::OperationAborted,
                 domain,
-                "save job: canceled by client",
+                "job 'domain save job' canceled by client",
             ),
             IoHelperError::Image { source, .. } => {
                 let text = match source {
@@ -290,7 +290,7 @@ pub fn pipe_capacity(fd: impl AsFd) -> io::Result<usize> {
 }
 
 /// How much written data the copy lets accumulate in the page cache before it asks the
-/// kernel to start writing it back ([`start_writeback`]).
+/// kernel to start writing it back (asynchronously, on a side thread).
 pub const WRITEBACK_CHUNK: u64 = 8 << 20;
 
 /// Asks the kernel to start writing back `[from, to)` of `file` now, without waiting, so
@@ -693,6 +693,10 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
 ///
 /// On any error — and when the future is dropped — the file is removed and the directory
 /// synced, so no image that claims to be valid is ever left behind.
+///
+/// `source_done` must also resolve (with `Err`) when the producer never starts, e.g.
+/// when QEMU refuses the `migrate` command: QEMU then still holds the pipe's write end
+/// (from `getfd`), the stream never ends, and the save would wait forever.
 pub async fn save_to_image<F>(
     src: OwnedFd,
     path: &Path,

@@ -413,6 +413,49 @@ async fn save_running_guest_then_restore_continues() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bypass_cache_restore_through_a_pipe_continues() {
+    if !available() {
+        return;
+    }
+    let env = Env::new();
+    let name = unique("piped");
+    let def = env.def(&name, 64, 8);
+    let path = env.dir.path().join("g.save");
+    save_and_destroy(&env, &def, &path).await;
+    let (file, header) = iohelper::restore_source(&path).unwrap();
+    let (_, offset) = saveimage::read_header(&file).unwrap();
+    let (r, w) = pipe_with_capacity(PIPE_CAPACITY).unwrap();
+    let fed = Arc::new(AtomicU64::new(0));
+    let opts = CopyOptions {
+        direct: true,
+        ..CopyOptions::default()
+    };
+    let (restored, feed) = tokio::join!(
+        env.hv.restore(
+            &def,
+            r,
+            StartOptions {
+                paused: false,
+                id: 2
+            }
+        ),
+        iohelper::feed_stream(file, offset, w, opts, fed.clone())
+    );
+    let mut s = restored.unwrap_or_else(|e| panic!("restore: {e}"));
+    let n = feed.unwrap();
+    assert_eq!(n, std::fs::metadata(&path).unwrap().len() - offset);
+    assert!(s.paused && header.was_running);
+    s.guest.resume().await.unwrap();
+    assert_eq!(next_event(&mut s.events).await, GuestEvent::Resumed);
+    env.wait_serial(&name, |t| {
+        t.chars().filter(char::is_ascii_digit).count() >= 2
+    })
+    .await;
+    assert!(!env.serial_text(&name).contains("filled"), "booted again");
+    s.guest.destroy(false).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_counters_move_during_a_save() {
     if !available() {
         return;

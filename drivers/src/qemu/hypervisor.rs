@@ -32,6 +32,7 @@
 //! `query-status`.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -53,7 +54,6 @@ use crate::hypervisor::{
     BoxFuture, Flavour, Guest, GuestEvent, Hypervisor, SaveControl, ShutdownOutcome, StartOptions,
     Started,
 };
-use std::os::fd::OwnedFd;
 
 const ERR: ErrorDomain = ErrorDomain::Qemu;
 
@@ -609,7 +609,9 @@ async fn pump(mut c: PumpCtx) {
             }
             "RESET" => (!destroying).then_some(GuestEvent::Reset),
             "STOP" => {
-                let quiet = destroying
+                let ours = f.migration.take_quiet_stop();
+                let quiet = ours
+                    || destroying
                     || f.shutdown_seen.load(Ordering::SeqCst)
                     || f.panicked.load(Ordering::SeqCst)
                     || f.migration.saving();

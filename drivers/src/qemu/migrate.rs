@@ -20,6 +20,18 @@
 //! or cancelled save it is paused. While a save runs, the event pump reports no
 //! `Stopped`/`Resumed` for it ([`MigrationState::saving`]).
 //!
+//! The caller's half (the domain actor): create the pipe
+//! ([`crate::iohelper::pipe_with_capacity`]), run `Guest::save_to_fd(write end)` and
+//! [`crate::iohelper::save_to_image`]`(read end, ..., source_done)` concurrently, and
+//! feed `source_done` from `save_to_fd`'s result (a oneshot). Then:
+//! - QEMU ok, helper ok → saved; the guest (postmigrate) is destroyed;
+//! - QEMU ok, helper failed (write/fdatasync error, helper killed) → failed; no image
+//!   is left (the helper removed it); resume the guest if it was running;
+//! - QEMU failed or cancelled → failed; `source_done` fails, so the helper removes its
+//!   file even though it saw a clean end of file (a short stream); the guest is paused;
+//! - QEMU died → failed as above, and the guest's events end with
+//!   `Exited{crashed: true}` as for any crash.
+//!
 //! Restore (the destination side): QEMU started with `-S -incoming defer`, then
 //! `migrate-set-capabilities events=on`, `getfd` with the source (an image file
 //! positioned at the stream, or a pipe's read end), `migrate-incoming uri=fd:NAME
@@ -28,7 +40,7 @@
 //! event stream, before the event pump exists.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -120,6 +132,8 @@ impl MigrateError {
 pub struct MigrationState {
     status: watch::Sender<String>,
     saving: AtomicBool,
+    /// `STOP` events still to come from a save's own `stop`.
+    quiet_stops: AtomicU32,
 }
 
 impl Default for MigrationState {
@@ -127,6 +141,7 @@ impl Default for MigrationState {
         MigrationState {
             status: watch::Sender::new(String::from("none")),
             saving: AtomicBool::new(false),
+            quiet_stops: AtomicU32::new(0),
         }
     }
 }
@@ -143,6 +158,14 @@ impl MigrationState {
     /// save to itself.
     pub fn saving(&self) -> bool {
         self.saving.load(Ordering::SeqCst)
+    }
+
+    /// Whether this `STOP` is the one a save caused with its own `stop` (consumes it):
+    /// the pump keeps it to itself even when it arrives after the save ended.
+    pub fn take_quiet_stop(&self) -> bool {
+        self.quiet_stops
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// The latest announced status (`none` before any).
@@ -227,9 +250,11 @@ pub async fn save(
         .await
         .map_err(q("cannot query the domain's state"))?;
     if status.get("running").and_then(Value::as_bool) == Some(true) {
-        qmp.execute("stop", None)
-            .await
-            .map_err(q("cannot pause the domain"))?;
+        state.quiet_stops.fetch_add(1, Ordering::SeqCst);
+        if let Err(e) = qmp.execute("stop", None).await {
+            state.quiet_stops.fetch_sub(1, Ordering::SeqCst);
+            return Err(q("cannot pause the domain")(e));
+        }
     }
 
     state.status.send_replace("none".into());
@@ -388,6 +413,10 @@ mod tests {
         assert!(terminal(&s.status()));
         assert!(!terminal("active") && !terminal("cancelling"));
         assert!(terminal("failed") && terminal("cancelled"));
+        assert!(!s.take_quiet_stop());
+        s.quiet_stops.fetch_add(1, Ordering::SeqCst);
+        assert!(s.take_quiet_stop());
+        assert!(!s.take_quiet_stop());
     }
 
     #[test]
