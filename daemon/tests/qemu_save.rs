@@ -327,7 +327,12 @@ fn domjobinfo_reports_progress_during_a_save() {
     );
 
     // Restored, then saved again and aborted mid-way: the guest runs on, no image.
-    q.ok(&["restore", img.to_str().unwrap(), "--bypass-cache", "--paused"]);
+    q.ok(&[
+        "restore",
+        img.to_str().unwrap(),
+        "--bypass-cache",
+        "--paused",
+    ]);
     assert_eq!(q.domstate("big"), "paused (user)");
     q.ok(&["resume", "big"]);
     let img2 = q.state().join("big2.save");

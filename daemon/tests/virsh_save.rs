@@ -27,7 +27,13 @@ fn save_restore_managedsave_session_matches_libvirtd() {
     let dir_s = dir.path().to_str().unwrap();
     // `timeout`: a hung virsh fails the test instead of stalling the suite.
     let o = std::process::Command::new("timeout")
-        .args(["60", "virsh", "-c", &d.uri(), &SESSION.replace("@DIR@", dir_s)])
+        .args([
+            "60",
+            "virsh",
+            "-c",
+            &d.uri(),
+            &SESSION.replace("@DIR@", dir_s),
+        ])
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).replace(dir_s, "@DIR@");
