@@ -16,7 +16,7 @@ use vireo_drivers::fake::FakeHypervisor;
 use vireo_drivers::hypervisor::Flavour;
 use vireo_drivers::saveimage;
 use vireo_messages::event::detail;
-use vireo_messages::state::{running, shutoff};
+use vireo_messages::state::{paused, running, shutoff};
 use vireo_messages::{DomainEventKind, DomainState, ErrorCode};
 
 const XML: &str = "<domain type='qemu'><name>q1</name><uuid>0b7f7c4e-8f0e-4a43-9d5e-3d2c1f6a7b01</uuid><memory unit='MiB'>64</memory><os><type>hvm</type></os></domain>";
@@ -88,6 +88,33 @@ async fn save_restore_managedsave_and_start_from_it() {
 
     d.save(&img, None, 0).await.unwrap();
     assert_eq!(state(&d).await, (DomainState::Shutoff, shutoff::SAVED));
+    // As libvirt's qemu driver: paused for the save, the job's statistics, stopped.
+    assert_eq!(
+        next_lifecycle(&mut sub).await,
+        (DomainEventKind::Suspended, detail::suspended::PAUSED)
+    );
+    let stats = loop {
+        let d = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Delivery::Event(s) = d
+            && let vireo_messages::EventKind::Domain(vireo_messages::DomainEvent::JobCompleted {
+                stats,
+            }) = &s.event.kind
+        {
+            break stats.clone();
+        }
+    };
+    let processed = stats
+        .iter()
+        .find(|p| p.name == "data_processed")
+        .map(|p| p.value.clone());
+    assert_eq!(
+        processed,
+        Some(vireo_messages::TypedValue::ULLong((3 << 20) + 4)),
+        "{stats:?}"
+    );
     assert_eq!(
         next_lifecycle(&mut sub).await,
         (DomainEventKind::Stopped, detail::stopped::SAVED)
@@ -110,6 +137,10 @@ async fn save_restore_managedsave_and_start_from_it() {
     assert_eq!(
         next_lifecycle(&mut sub).await,
         (DomainEventKind::Started, detail::started::RESTORED)
+    );
+    assert_eq!(
+        next_lifecycle(&mut sub).await,
+        (DomainEventKind::Resumed, detail::resumed::FROM_SNAPSHOT)
     );
     assert_eq!(s.fake.restores(), vec![("q1".to_string(), 3 << 20)]);
     assert!(img.exists(), "a plain save image stays after restore");
@@ -139,7 +170,7 @@ async fn save_restore_managedsave_and_start_from_it() {
     let f = std::fs::File::open(managed_path(&s.root)).unwrap();
     assert!(!saveimage::read_header(&f).unwrap().0.was_running);
     d.start(false).await.unwrap();
-    assert_eq!(state(&d).await.0, DomainState::Paused);
+    assert_eq!(state(&d).await, (DomainState::Paused, paused::MIGRATION));
     d.resume().await.unwrap();
 
     // Force boot discards the image; managedsave-remove too.
@@ -228,6 +259,7 @@ async fn helper_failures_fail_the_save_and_leave_nothing_behind() {
     s.fake.set_save_delay(Duration::from_millis(2));
     let host = Host::start(s.cfg.clone()).await.unwrap();
     let (_conn, d) = running_domain(&host).await;
+    let mut sub = host.subscribe(Filter::all());
 
     // The helper panics mid-stream: reported as such.
     let e = failed_save(&s, &d, Some(SaveFault::Panic { after: 512 << 10 }), false).await;
@@ -236,6 +268,15 @@ async fn helper_failures_fail_the_save_and_leave_nothing_behind() {
         e.message.contains("I/O helper 'save' failed") && e.message.contains("panicked"),
         "{}",
         e.message
+    );
+    assert_eq!(
+        next_lifecycle(&mut sub).await,
+        (DomainEventKind::Suspended, detail::suspended::PAUSED)
+    );
+    assert_eq!(
+        next_lifecycle(&mut sub).await,
+        (DomainEventKind::Resumed, detail::resumed::UNPAUSED),
+        "the guest's resumption is announced"
     );
 
     // The helper is killed mid-stream.

@@ -333,7 +333,7 @@ fn domjobinfo_reports_progress_during_a_save() {
         "--bypass-cache",
         "--paused",
     ]);
-    assert_eq!(q.domstate("big"), "paused (user)");
+    assert_eq!(q.domstate("big"), "paused (migrating)");
     q.ok(&["resume", "big"]);
     let img2 = q.state().join("big2.save");
     let uri = q.uri();

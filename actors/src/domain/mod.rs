@@ -198,6 +198,7 @@ enum Outcome {
     },
     Saved {
         managed: bool,
+        stats: Option<JobInfo>,
     },
     Paused,
     Resumed,
@@ -971,7 +972,6 @@ impl DomainActorState {
                 }
                 if self.saving.is_some() {
                     self.save_failed();
-                    self.after_change();
                 }
                 // A transient domain made for a restore that failed goes away again.
                 if !self.persistent && !self.state.state.is_active() && !self.removed {
@@ -1000,7 +1000,9 @@ impl DomainActorState {
                     ));
                 };
                 let state = match (is_paused, restored) {
-                    (true, _) => StateReason::new(DomainState::Paused, paused::USER),
+                    // libvirt leaves a restored guest started paused in "migration".
+                    (true, true) => StateReason::new(DomainState::Paused, paused::MIGRATION),
+                    (true, false) => StateReason::new(DomainState::Paused, paused::USER),
                     (false, false) => StateReason::new(DomainState::Running, running::BOOTED),
                     (false, true) => StateReason::new(DomainState::Running, running::RESTORED),
                 };
@@ -1032,6 +1034,10 @@ impl DomainActorState {
                     self.lifecycle(DomainEventKind::Started, detail::started::RESTORED);
                     if is_paused {
                         self.lifecycle(DomainEventKind::Suspended, detail::suspended::RESTORED);
+                    } else if self.flavour() == Flavour::Qemu {
+                        // libvirt's qemu driver: the CPUs' start after a restore is
+                        // reported with the "from snapshot" detail.
+                        self.lifecycle(DomainEventKind::Resumed, detail::resumed::FROM_SNAPSHOT);
                     }
                 } else {
                     self.lifecycle(DomainEventKind::Started, detail::started::BOOTED);
@@ -1040,9 +1046,9 @@ impl DomainActorState {
                     }
                 }
             }
-            Outcome::Saved { managed } => {
+            Outcome::Saved { managed, stats } => {
                 self.guest = None;
-                self.saved(managed);
+                self.saved(managed, stats);
             }
             Outcome::Paused => {
                 self.state = StateReason::new(DomainState::Paused, paused::USER);

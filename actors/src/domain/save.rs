@@ -27,7 +27,7 @@
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,8 +36,11 @@ use tokio::sync::oneshot;
 use vireo_drivers::hypervisor::{Flavour, SaveControl, StartOptions};
 use vireo_drivers::iohelper::{self, CopyOptions, IoHelperError, IoOp};
 use vireo_drivers::saveimage::{SaveHeader, test_image};
+use vireo_messages::event::detail;
 use vireo_messages::state::{paused, running};
-use vireo_messages::{DomainState, ErrorCode, ErrorDomain, StateReason, VirError, VirResult};
+use vireo_messages::{
+    DomainEventKind, DomainState, ErrorCode, ErrorDomain, StateReason, VirError, VirResult,
+};
 use vireo_xml::{DomainDef, FormatOptions};
 
 use super::lifecycle::{Op, check};
@@ -88,6 +91,27 @@ pub struct JobInfo {
     pub data_remaining: u64,
 }
 
+impl JobInfo {
+    /// The typed parameters of `virDomainGetJobStats` (and of the job-completed event)
+    /// for these counters, under libvirt's names; none when there is no job.
+    pub fn params(&self) -> Vec<vireo_messages::TypedParam> {
+        use vireo_messages::{TypedParam, TypedValue};
+        if self.job_type == job_type::NONE {
+            return Vec::new();
+        }
+        vec![
+            TypedParam::new("operation", TypedValue::Int(self.operation)),
+            TypedParam::new("time_elapsed", TypedValue::ULLong(self.elapsed_ms)),
+            TypedParam::new("data_total", TypedValue::ULLong(self.data_total)),
+            TypedParam::new("data_processed", TypedValue::ULLong(self.data_processed)),
+            TypedParam::new("data_remaining", TypedValue::ULLong(self.data_remaining)),
+            TypedParam::new("memory_total", TypedValue::ULLong(self.data_total)),
+            TypedParam::new("memory_processed", TypedValue::ULLong(self.data_processed)),
+            TypedParam::new("memory_remaining", TypedValue::ULLong(self.data_remaining)),
+        ]
+    }
+}
+
 /// The counters of a running save or restore.
 pub(crate) struct JobProgress {
     operation: i32,
@@ -127,7 +151,16 @@ pub(crate) struct Saving {
     pub(crate) path: PathBuf,
     pub(crate) was_running: bool,
     pub(crate) prior: StateReason,
+    /// After a failure: [`RESUME_OK`] or [`RESUME_FAILED`] once the job tried to resume.
+    pub(crate) resumed: Arc<AtomicU8>,
 }
+
+/// The guest runs again after a failed save.
+const RESUME_OK: u8 = 1;
+/// Resuming the guest after a failed save failed too.
+const RESUME_FAILED: u8 = 2;
+/// `VIR_DOMAIN_PAUSED_API_ERROR`.
+const PAUSED_API_ERROR: i32 = 14;
 
 impl Saving {
     /// The `"saving"` member of the status record.
@@ -482,7 +515,10 @@ impl DomainActorState {
             let _ = guest.destroy(false).await;
             JobDone {
                 guest: Some(guest),
-                outcome: Ok(Outcome::Saved { managed }),
+                outcome: Ok(Outcome::Saved {
+                    managed,
+                    stats: None,
+                }),
             }
         });
     }
@@ -595,16 +631,21 @@ impl DomainActorState {
         };
 
         // Record the save before any byte moves: a daemon killed from here on cleans up.
+        let resumed = Arc::new(AtomicU8::new(0));
         self.saving = Some(Saving {
             path: path.clone(),
             was_running,
             prior: self.state,
+            resumed: resumed.clone(),
         });
         if was_running {
             self.state = StateReason::new(DomainState::Paused, paused::SAVE);
         }
         self.guest = Some(guest);
         self.after_change();
+        if was_running {
+            self.lifecycle(DomainEventKind::Suspended, detail::suspended::PAUSED);
+        }
         guest = self.guest.take().expect("just put back");
 
         let ctl = SaveControl::default();
@@ -625,6 +666,13 @@ impl DomainActorState {
         };
         let hid = helper.get_id();
         let dom_name = self.name.clone();
+        let final_info = JobProgress {
+            operation: job_operation::SAVE,
+            started: progress.started,
+            ctl: ctl.clone(),
+            written: written.clone(),
+            estimate: progress.estimate,
+        };
         self.spawn_job(myself, name, reply, async move {
             let t0 = Instant::now();
             let cancel = ctl.cancel.clone();
@@ -663,8 +711,14 @@ impl DomainActorState {
                     } else if let Err(e) = iohelper::remove_if_partial(&path) {
                         tracing::warn!(path = %path.display(), error = %e, "cannot check a failed save image");
                     }
-                    if was_running && let Err(e) = guest.resume().await {
-                        tracing::warn!(error = %e, "cannot resume the guest after a failed save");
+                    if was_running {
+                        match guest.resume().await {
+                            Ok(()) => resumed.store(RESUME_OK, Ordering::SeqCst),
+                            Err(e) => {
+                                resumed.store(RESUME_FAILED, Ordering::SeqCst);
+                                tracing::warn!(error = %e, "cannot resume the guest after a failed save");
+                            }
+                        }
                     }
                     Err(err)
                 }
@@ -681,7 +735,10 @@ impl DomainActorState {
                         total_ms = t0.elapsed().as_millis() as u64,
                         "saved"
                     );
-                    Ok(Outcome::Saved { managed })
+                    Ok(Outcome::Saved {
+                        managed,
+                        stats: Some(final_info.info()),
+                    })
                 }
                 Err(e) => Err(e),
             };
@@ -841,26 +898,47 @@ impl DomainActorState {
         }
     }
 
-    /// A save finished: the guest is gone, the state says saved.
-    pub(super) fn saved(&mut self, managed: bool) {
+    /// A save finished: the guest is gone, the state says saved. `stats` (QEMU
+    /// flavour) go out first as libvirt's job-completed event.
+    pub(super) fn saved(&mut self, managed: bool, stats: Option<JobInfo>) {
         self.saving = None;
         if managed {
             self.managed_save = true;
         }
+        if let Some(mut info) = stats {
+            info.data_remaining = 0;
+            self.publish(vireo_messages::EventKind::Domain(
+                vireo_messages::DomainEvent::JobCompleted {
+                    stats: info.params(),
+                },
+            ));
+        }
         self.stopped(
             StateReason::new(DomainState::Shutoff, vireo_messages::state::shutoff::SAVED),
-            vireo_messages::event::detail::stopped::SAVED,
+            detail::stopped::SAVED,
         );
     }
 
     /// A save failed: back to the state before it (a resumed guest says so).
     pub(super) fn save_failed(&mut self) {
-        if let Some(s) = self.saving.take() {
-            self.state = if s.was_running {
-                StateReason::new(DomainState::Running, running::SAVE_CANCELED)
-            } else {
-                s.prior
-            };
+        let Some(s) = self.saving.take() else {
+            return;
+        };
+        match s.resumed.load(Ordering::SeqCst) {
+            RESUME_OK => {
+                self.state = StateReason::new(DomainState::Running, running::SAVE_CANCELED);
+                self.after_change();
+                self.lifecycle(DomainEventKind::Resumed, detail::resumed::UNPAUSED);
+            }
+            RESUME_FAILED => {
+                self.state = StateReason::new(DomainState::Paused, PAUSED_API_ERROR);
+                self.after_change();
+                self.lifecycle(DomainEventKind::Suspended, detail::suspended::API_ERROR);
+            }
+            _ => {
+                self.state = s.prior;
+                self.after_change();
+            }
         }
     }
 

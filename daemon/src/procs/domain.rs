@@ -64,21 +64,7 @@ fn managed_image(conn: &Connection, r: &NonnullDomain) -> VirResult<std::path::P
 
 /// The typed parameters of `virDomainGetJobStats` for a job's counters.
 fn job_stats(i: &vireo_actors::domain::JobInfo) -> Vec<vireo_wire::types::TypedParam> {
-    use vireo_messages::{TypedParam, TypedValue};
-    if i.job_type == 0 {
-        return Vec::new();
-    }
-    let params = [
-        TypedParam::new("operation", TypedValue::Int(i.operation)),
-        TypedParam::new("time_elapsed", TypedValue::ULLong(i.elapsed_ms)),
-        TypedParam::new("data_total", TypedValue::ULLong(i.data_total)),
-        TypedParam::new("data_processed", TypedValue::ULLong(i.data_processed)),
-        TypedParam::new("data_remaining", TypedValue::ULLong(i.data_remaining)),
-        TypedParam::new("memory_total", TypedValue::ULLong(i.data_total)),
-        TypedParam::new("memory_processed", TypedValue::ULLong(i.data_processed)),
-        TypedParam::new("memory_remaining", TypedValue::ULLong(i.data_remaining)),
-    ];
-    vireo_wire::types::typed_params_to_wire(&params)
+    vireo_wire::types::typed_params_to_wire(&i.params())
 }
 
 fn truncate<T>(mut v: Vec<T>, max: i32) -> Vec<T> {
