@@ -62,6 +62,9 @@ pub struct DriverCtx {
     pub job_wait: Duration,
     /// A fault to inject into the next save (tests).
     pub save_faults: crate::domain::SaveFaults,
+    /// Statistics of each domain's last completed save (`VIR_DOMAIN_JOB_STATS_COMPLETED`),
+    /// kept here because a saved domain's actor goes to sleep.
+    pub completed_jobs: std::sync::Mutex<std::collections::HashMap<Uuid, crate::domain::JobInfo>>,
     next_id: AtomicU32,
     spawned: AtomicU64,
 }
@@ -186,6 +189,7 @@ impl Actor for DriverActor {
             node: Arc::new(spec.seed.clone()),
             job_wait: spec.job_wait,
             save_faults: spec.save_faults,
+            completed_jobs: Default::default(),
             next_id: AtomicU32::new(next_id.max(1)),
             spawned: AtomicU64::new(0),
         });

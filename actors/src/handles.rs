@@ -740,6 +740,17 @@ impl Domain {
         rx.await.map_err(|_| self.gone())
     }
 
+    /// Statistics of the domain's last completed save, if any
+    /// (`VIR_DOMAIN_JOB_STATS_COMPLETED`); forgotten once read unless `keep`.
+    pub fn completed_job(&self, keep: bool) -> Option<crate::domain::JobInfo> {
+        let mut m = self.conn.ctx().completed_jobs.lock().ok()?;
+        if keep {
+            m.get(&self.uuid).copied()
+        } else {
+            m.remove(&self.uuid)
+        }
+    }
+
     /// Aborts the running save (`virDomainAbortJob`).
     pub async fn abort_job(&self) -> VirResult<()> {
         let (tx, rx) = oneshot::channel();

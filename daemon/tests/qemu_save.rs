@@ -319,6 +319,18 @@ fn domjobinfo_reports_progress_during_a_save() {
         "the total is known (or estimated from the guest's memory) from the start: {first}"
     );
     assert_eq!(q.domstate("big"), "shut off (saved)");
+    // As libvirt: an inactive domain has no job to ask about, but the completed save's
+    // statistics are kept until read.
+    let e = q.err(&["domjobinfo", "big"]);
+    assert!(e.contains("domain is not running"), "{e}");
+    let done = q.ok(&["domjobinfo", "big", "--completed", "--keep-completed"]);
+    assert!(
+        done.contains("Completed") && done.contains("Save"),
+        "{done}"
+    );
+    let done2 = q.ok(&["domjobinfo", "big", "--completed"]);
+    assert_eq!(done, done2, "kept after --keep-completed");
+    assert!(q.ok(&["domjobinfo", "big", "--completed"]).contains("None"));
     let (header, offset) = saveimage::read_header(&std::fs::File::open(&img).unwrap()).unwrap();
     assert!(header.was_running);
     assert!(

@@ -62,6 +62,8 @@ pub mod job_type {
     pub const BOUNDED: i32 = 1;
     /// A job whose end is not known in advance (a save: the guest may dirty memory).
     pub const UNBOUNDED: i32 = 2;
+    /// The statistics of a job that has completed.
+    pub const COMPLETED: i32 = 3;
 }
 
 /// `virDomainJobOperation`.
@@ -907,6 +909,10 @@ impl DomainActorState {
         }
         if let Some(mut info) = stats {
             info.data_remaining = 0;
+            info.job_type = job_type::COMPLETED;
+            if let Ok(mut m) = self.ctx.completed_jobs.lock() {
+                m.insert(self.uuid, info);
+            }
             self.publish(vireo_messages::EventKind::Domain(
                 vireo_messages::DomainEvent::JobCompleted {
                     stats: info.params(),

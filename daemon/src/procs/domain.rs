@@ -37,6 +37,18 @@ pub fn find(conn: &Connection, r: &NonnullDomain) -> VirResult<Domain> {
     })
 }
 
+/// `d` if it is active, else libvirt's "domain is not running".
+fn active(d: Domain) -> VirResult<Domain> {
+    if d.entry()?.is_active() {
+        Ok(d)
+    } else {
+        Err(VirError::operation_invalid(
+            ErrorDomain::Domain,
+            "domain is not running",
+        ))
+    }
+}
+
 fn is_test(conn: &Connection) -> bool {
     conn.flavour() == Flavour::Test
 }
@@ -500,7 +512,7 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
         }
         P::DomainGetJobInfo if !is_test(conn) => {
             let a: DomainArgs = args(payload)?;
-            let i = find(conn, &a.dom)?.job_info().await?;
+            let i = active(find(conn, &a.dom)?)?.job_info().await?;
             ret(&DomainGetJobInfoRet {
                 type_: i.job_type,
                 time_elapsed: i.elapsed_ms,
@@ -519,10 +531,9 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
             check_flags(conn, a.flags, 1 | 2, "qemuDomainGetJobStats")?;
             let d = find(conn, &a.dom)?;
             let i = if a.flags & 1 != 0 {
-                // Statistics of completed jobs are not kept.
-                Default::default()
+                d.completed_job(a.flags & 2 != 0).unwrap_or_default()
             } else {
-                d.job_info().await?
+                active(d)?.job_info().await?
             };
             ret(&DomainGetJobStatsRet {
                 type_: i.job_type,
@@ -531,14 +542,14 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
         }
         P::DomainAbortJob if !is_test(conn) => {
             let a: DomainArgs = args(payload)?;
-            find(conn, &a.dom)?.abort_job().await?;
+            active(find(conn, &a.dom)?)?.abort_job().await?;
             void()
         }
         P::DomainAbortJobFlags if !is_test(conn) => {
             let a: DomainFlagsArgs = args(payload)?;
             // POSTCOPY (1) concerns migrations only.
             check_flags(conn, a.flags, 0, "qemuDomainAbortJobFlags")?;
-            find(conn, &a.dom)?.abort_job().await?;
+            active(find(conn, &a.dom)?)?.abort_job().await?;
             void()
         }
         P::DomainGetSchedulerType => {
