@@ -210,6 +210,26 @@ async fn save_restore_managedsave_and_start_from_it() {
         "a refused save changes nothing"
     );
 
+    // A file that cannot be created fails the save before the guest is touched.
+    let mut sub2 = host.subscribe(Filter::all());
+    let e = d
+        .save(&s.root.join("no/such/dir/x.img"), None, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::SystemError);
+    assert!(
+        e.message.contains("Failed to create file") && e.message.contains("No such file"),
+        "{}",
+        e.message
+    );
+    assert_eq!(state(&d).await, (DomainState::Running, running::RESTORED));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), next_lifecycle(&mut sub2))
+            .await
+            .is_err(),
+        "no pause, no event"
+    );
+
     // The image's XML can be read and replaced.
     let xml = conn.save_image_xml(&img, 0).await.unwrap();
     assert!(xml.contains("<name>q1</name>"), "{xml}");

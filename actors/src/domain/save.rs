@@ -26,6 +26,7 @@
 //! fires the job's cancellation token.
 
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -581,9 +582,29 @@ impl DomainActorState {
             )));
             return;
         }
+        // As libvirt, a file that cannot be created fails the save before the guest is
+        // touched (the helper creates it again, truncated, and owns it from then on).
+        let existed = path.exists();
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+        {
+            let _ = reply.send(Err(VirError::system(
+                domain,
+                format!("Failed to create file '{}'", path.display()),
+                &e,
+            )));
+            return;
+        }
         let (rd, wr) = match iohelper::pipe_with_capacity(iohelper::PIPE_CAPACITY) {
             Ok(p) => p,
             Err(e) => {
+                if !existed {
+                    remove_quietly(&path);
+                }
                 let _ = reply.send(Err(VirError::system(domain, "unable to create a pipe", &e)));
                 return;
             }
@@ -624,6 +645,9 @@ impl DomainActorState {
         let (helper, done_rx, fail_rx) = match self.spawn_helper(myself, task).await {
             Ok(h) => h,
             Err(e) => {
+                if !existed {
+                    remove_quietly(&path);
+                }
                 let _ = reply.send(Err(e));
                 return;
             }
