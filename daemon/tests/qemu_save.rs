@@ -505,6 +505,15 @@ fn managedsave_to_thin_storage_fails_cleanly_and_the_guest_runs_on() {
     let before = q.serial_text("t").len();
     q.wait_serial("t", "more digits", |t| t.len() > before);
 
+    // With --bypass-cache (O_DIRECT) the same storage fails already at write().
+    let e = q.err(&["managedsave", "t", "--bypass-cache"]);
+    assert!(
+        e.contains("unable to write") && e.contains("No space left on device"),
+        "{e}"
+    );
+    assert_eq!(q.domstate("t"), "running (save canceled)");
+    assert_eq!(q.managed("t"), "no");
+
     // A later start boots afresh, never from a broken image.
     q.ok(&["destroy", "t"]);
     q.ok(&["start", "t"]);

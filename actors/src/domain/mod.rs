@@ -429,7 +429,13 @@ impl Actor for DomainActor {
                     }
                     let result = st.finish(&myself, done);
                     let _ = job.reply.send(result);
-                    let deferred = std::mem::take(&mut st.deferred);
+                    let mut deferred = std::mem::take(&mut st.deferred);
+                    if job.progress.is_some() {
+                        // A save or restore pauses and resumes the guest itself and has
+                        // already set the state those stops and resumes led to.
+                        deferred
+                            .retain(|e| !matches!(e, GuestEvent::Stopped | GuestEvent::Resumed));
+                    }
                     for ev in deferred {
                         st.guest_event(&myself, ev).await;
                     }
