@@ -210,6 +210,10 @@ impl SaveFaults {
     }
 }
 
+/// How long a hypervisor-side save failure waits before it is handed to the helper, so
+/// that a helper failure that caused it (the pipe's reader gone) is seen first.
+const SOURCE_ERROR_GRACE: Duration = Duration::from_millis(100);
+
 /// The bytes of `written` reached `after`.
 async fn reached(written: &AtomicU64, after: u64) {
     while written.load(Ordering::Relaxed) < after {
@@ -624,10 +628,17 @@ impl DomainActorState {
                 ..CopyOptions::default()
             };
             HelperTask::new("save", async move {
+                // The hypervisor's failure is reported a moment late: when it failed
+                // because this helper's own write failed (and the pipe closed), the
+                // copy's error is already there and must be the one reported.
                 let source_done = async move {
-                    src_rx
+                    let r = src_rx
                         .await
-                        .unwrap_or_else(|_| Err("the save was abandoned".into()))
+                        .unwrap_or_else(|_| Err("the save was abandoned".into()));
+                    if r.is_err() {
+                        tokio::time::sleep(SOURCE_ERROR_GRACE).await;
+                    }
+                    r
                 };
                 let save =
                     iohelper::save_to_image(rd, &path, &header, opts, written.clone(), source_done);
