@@ -316,12 +316,34 @@ impl Connection {
     }
 
     /// Replaces the domain XML stored in the save image at `path`
-    /// (`virDomainSaveImageDefineXML`).
-    pub async fn save_image_define_xml(&self, path: &std::path::Path, dxml: &str) -> VirResult<()> {
+    /// (`virDomainSaveImageDefineXML`); `VIR_DOMAIN_SAVE_RUNNING`/`_PAUSED` in `flags`
+    /// also change whether the guest runs after a restore (QEMU flavour; the test driver
+    /// ignores them, as libvirt's does).
+    pub async fn save_image_define_xml(
+        &self,
+        path: &std::path::Path,
+        dxml: &str,
+        flags: u32,
+    ) -> VirResult<()> {
+        use crate::domain::save::{SAVE_PAUSED, SAVE_RUNNING};
         let ctx = self.ctx();
         let mut def = DomainDef::parse(dxml)?;
         def.normalize()?;
-        crate::domain::save::define_image_xml(ctx.hv.flavour(), ctx.err_domain(), path, &def).await
+        let running = if flags & SAVE_RUNNING != 0 {
+            Some(true)
+        } else if flags & SAVE_PAUSED != 0 {
+            Some(false)
+        } else {
+            None
+        };
+        crate::domain::save::define_image_xml(
+            ctx.hv.flavour(),
+            ctx.err_domain(),
+            path,
+            &def,
+            running,
+        )
+        .await
     }
 
     /// Finds a domain by name.

@@ -234,7 +234,15 @@ async fn save_restore_managedsave_and_start_from_it() {
     let xml = conn.save_image_xml(&img, 0).await.unwrap();
     assert!(xml.contains("<name>q1</name>"), "{xml}");
     let changed = xml.replace("<os>", "<description>edited</description><os>");
-    conn.save_image_define_xml(&img, &changed).await.unwrap();
+    conn.save_image_define_xml(&img, &changed, 4).await.unwrap();
+    let f = std::fs::File::open(&img).unwrap();
+    assert!(
+        !saveimage::read_header(&f).unwrap().0.was_running,
+        "--paused changed the image"
+    );
+    conn.save_image_define_xml(&img, &changed, 2).await.unwrap();
+    let f = std::fs::File::open(&img).unwrap();
+    assert!(saveimage::read_header(&f).unwrap().0.was_running);
     assert!(
         conn.save_image_xml(&img, 0)
             .await

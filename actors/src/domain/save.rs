@@ -318,12 +318,31 @@ pub(crate) async fn read_image_xml(
     }
 }
 
-/// Replaces the XML of the save image at `path` (`virDomainSaveImageDefineXML`).
+/// Sets the was-running field of a qemu save image (offset 24, in the byte order the
+/// header was written in) and syncs it.
+fn set_was_running(file: &std::fs::File, running: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut version = [0u8; 4];
+    file.read_exact_at(&mut version, 16)?;
+    let native = u32::from_ne_bytes(version) <= vireo_drivers::saveimage::QEMU_SAVE_VERSION;
+    let v = u32::from(running);
+    let bytes = if native {
+        v.to_ne_bytes()
+    } else {
+        v.swap_bytes().to_ne_bytes()
+    };
+    file.write_all_at(&bytes, 24)?;
+    file.sync_data()
+}
+
+/// Replaces the XML of the save image at `path` (`virDomainSaveImageDefineXML`);
+/// `running`: also change whether the guest runs after a restore (QEMU flavour).
 pub(crate) async fn define_image_xml(
     flavour: Flavour,
     domain: ErrorDomain,
     path: &Path,
     def: &DomainDef,
+    running: Option<bool>,
 ) -> VirResult<()> {
     let old = read_image_xml(flavour, domain, path).await?;
     let old = DomainDef::parse(&old)?;
@@ -367,7 +386,20 @@ pub(crate) async fn define_image_xml(
                         VirError::system(domain, format!("unable to open '{}'", p.display()), &e)
                     })?;
                 vireo_drivers::saveimage::update_xml(&f, &xml)
-                    .map_err(|e| VirError::operation_failed(domain, e.to_string()))
+                    .map_err(|e| VirError::operation_failed(domain, e.to_string()))?;
+                match running {
+                    Some(r) => set_was_running(&f, r).map_err(|e| {
+                        VirError::system(
+                            domain,
+                            format!(
+                                "failed to write header to domain save file '{}'",
+                                p.display()
+                            ),
+                            &e,
+                        )
+                    }),
+                    None => Ok(()),
+                }
             }
         }
     })

@@ -479,14 +479,7 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
             let a: SaveImageDefineXmlArgs = args(payload)?;
             check_flags(conn, a.flags, 2 | 4, "virDomainSaveImageDefineXML")?;
             exclusive_save_flags(a.flags)?;
-            if !is_test(conn) && a.flags != 0 {
-                return Err(VirError::with(
-                    ErrorCode::ArgumentUnsupported,
-                    conn.error_domain(),
-                    "changing the running/paused state stored in a save image is not supported",
-                ));
-            }
-            conn.save_image_define_xml(Path::new(&a.file), &a.dxml)
+            conn.save_image_define_xml(Path::new(&a.file), &a.dxml, a.flags)
                 .await?;
             void()
         }
@@ -499,7 +492,8 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
         }
         P::DomainManagedSaveDefineXml if !is_test(conn) => {
             let a: DomainManagedSaveDefineXmlArgs = args(payload)?;
-            check_flags(conn, a.flags, 0, "qemuDomainManagedSaveDefineXML")?;
+            check_flags(conn, a.flags, 2 | 4, "qemuDomainManagedSaveDefineXML")?;
+            exclusive_save_flags(a.flags)?;
             let path = managed_image(conn, &a.dom)?;
             let dxml = a.dxml.ok_or_else(|| {
                 VirError::invalid_arg(
@@ -507,7 +501,7 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
                     "dxml in virDomainManagedSaveDefineXML must not be NULL",
                 )
             })?;
-            conn.save_image_define_xml(&path, &dxml).await?;
+            conn.save_image_define_xml(&path, &dxml, a.flags).await?;
             void()
         }
         P::DomainGetJobInfo if !is_test(conn) => {
