@@ -227,6 +227,23 @@ fn virsh_save_restore_managedsave_and_start_resume_the_guest() {
 
     // managedsave-remove → a later start boots afresh.
     q.ok(&["managedsave", "g", "--paused"]);
+    let xml = q.ok(&["managedsave-dumpxml", "g"]);
+    assert!(xml.contains("<name>g</name>"), "{xml}");
+    let edited = q.state().join("edited.xml");
+    std::fs::write(
+        &edited,
+        xml.replace("<vcpu", "<description>edited</description>\n  <vcpu"),
+    )
+    .unwrap();
+    q.ok(&[
+        "managedsave-define",
+        "g",
+        edited.to_str().unwrap(),
+        "--running",
+    ]);
+    assert!(q.ok(&["managedsave-dumpxml", "g"]).contains("edited"));
+    let f = std::fs::File::open(&managed).unwrap();
+    assert!(saveimage::read_header(&f).unwrap().0.was_running);
     q.ok(&["managedsave-remove", "g"]);
     assert_eq!(q.managed("g"), "no");
     assert!(!managed.exists());
