@@ -18,6 +18,13 @@
 //! Every write is atomic — a temporary file in the same directory is written, fsynced,
 //! renamed over the target, and the directory is fsynced — so a crash leaves either the
 //! old or the new content, never a torn file, and never loses a definition.
+//!
+//! Runtime state under the run root (status records, the next id) is written atomically
+//! but not fsynced ([`write_atomic_volatile`]): it only has to survive the daemon
+//! (`kill -9` leaves the page cache intact), not the host — after a host crash the
+//! guests it describes are gone too, and libvirt keeps the same state in `/run`, a
+//! tmpfs on most hosts. The fsyncs cost 0.2–50 ms each on a shared disk, on every start
+//! and destroy; a record torn by a host crash is dropped as unreadable at load time.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -48,6 +55,30 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         fs::rename(&tmp, path)?;
         File::open(dir)?.sync_all()
     })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes `data` to `path` atomically (write, rename) but without fsync: for runtime
+/// state that need not survive a host crash (see the module doc).
+pub fn write_atomic_volatile(path: &Path, data: &[u8]) -> io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.vtmp.{}.{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = fs::write(&tmp, data).and_then(|()| fs::rename(&tmp, path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -164,12 +195,15 @@ impl Store {
         record: &serde_json::Value,
     ) -> io::Result<()> {
         let data = serde_json::to_vec(record).map_err(io::Error::other)?;
-        write_atomic(&self.status_path(kind, name), &data)
+        write_atomic_volatile(&self.status_path(kind, name), &data)
     }
 
-    /// Removes a runtime status record.
+    /// Removes a runtime status record (no fsync: runtime state, see the module doc).
     pub fn remove_status(&self, kind: StoredKind, name: &str) -> io::Result<()> {
-        remove_durable(&self.status_path(kind, name))
+        match fs::remove_file(self.status_path(kind, name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// All runtime status records of a kind, as (name, record). Unreadable records are
@@ -235,9 +269,9 @@ impl Store {
         fs::read_to_string(self.run.join(key)).ok()
     }
 
-    /// Writes a small runtime value atomically.
+    /// Writes a small runtime value atomically (no fsync: runtime state).
     pub fn write_run_value(&self, key: &str, value: &str) -> io::Result<()> {
-        write_atomic(&self.run.join(key), value.as_bytes())
+        write_atomic_volatile(&self.run.join(key), value.as_bytes())
     }
 
     /// Whether a marker file exists in the persistent root.
@@ -267,6 +301,13 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "temporary files left: {names:?}");
+
+        let v = d.path().join("run/x/next-id");
+        write_atomic_volatile(&v, b"1").unwrap();
+        write_atomic_volatile(&v, b"22").unwrap();
+        assert_eq!(fs::read(&v).unwrap(), b"22");
+        assert_eq!(fs::read_dir(v.parent().unwrap()).unwrap().count(), 1);
+        assert!(write_atomic_volatile(Path::new("/"), b"").is_err());
     }
 
     #[test]
@@ -297,5 +338,10 @@ mod tests {
         assert_eq!(st.len(), 1);
         assert_eq!(st[0].1["state"], 1);
         assert!(!d.path().join("run/domains/bad.json").exists());
+        s.remove_status(StoredKind::Domain, "b").unwrap();
+        s.remove_status(StoredKind::Domain, "b").unwrap();
+        assert!(s.load_statuses(StoredKind::Domain).unwrap().is_empty());
+        s.write_run_value("next-id", "7").unwrap();
+        assert_eq!(s.read_run_value("next-id").as_deref(), Some("7"));
     }
 }

@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -184,6 +184,7 @@ impl QemuHypervisor {
         opts: StartOptions,
         incoming: Option<OwnedFd>,
     ) -> VirResult<Started> {
+        let t0 = Instant::now();
         let name = def.name();
         argv::validate(def)?;
         argv::preflight(def)?;
@@ -227,6 +228,7 @@ impl QemuHypervisor {
             )
         })?;
 
+        let t_prepared = t0.elapsed();
         let mut proc = match QemuProcess::spawn(&cmd.program, &cmd.args, &qmp_socket, &log) {
             Ok(p) => p,
             Err(e) => {
@@ -234,17 +236,21 @@ impl QemuHypervisor {
                 return Err(start_error(&name, e));
             }
         };
+        let t_spawned = t0.elapsed();
+        let (mut t_connected, mut t_negotiated) = (Duration::ZERO, Duration::ZERO);
         // Errors carry whether the monitor was lost (QEMU likely exiting).
         let connected = async {
             let stream = proc
                 .connect_monitor(MONITOR_TIMEOUT)
                 .await
                 .map_err(|e| (start_error(&name, e), false))?;
+            t_connected = t0.elapsed();
             let lost = |e: &QmpError| matches!(e, QmpError::Disconnected | QmpError::Io(_));
             let (qmp, mut events) = Qmp::handshake(stream)
                 .await
                 .map_err(|e| (lost(&e), e))
                 .map_err(|(l, e)| (qmp_error("cannot negotiate QMP", e), l))?;
+            t_negotiated = t0.elapsed();
             if let Some(src) = incoming {
                 migrate::restore(&qmp, &mut events, src)
                     .await
@@ -279,6 +285,16 @@ impl QemuHypervisor {
                 return Err(e);
             }
         };
+        tracing::debug!(
+            domain = %name,
+            pid = proc.pid(),
+            prepared_us = t_prepared.as_micros() as u64,
+            spawned_us = t_spawned.as_micros() as u64,
+            monitor_us = t_connected.as_micros() as u64,
+            qmp_us = t_negotiated.as_micros() as u64,
+            running_us = t0.elapsed().as_micros() as u64,
+            "QEMU guest started"
+        );
         let started_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -710,6 +726,7 @@ impl QemuGuest {
     }
 
     async fn do_destroy(&mut self, graceful: bool) -> VirResult<()> {
+        let t0 = Instant::now();
         self.flags.destroying.store(true, Ordering::SeqCst);
         self.signal(Signal::SIGTERM)?;
         let timeout = if graceful {
@@ -739,6 +756,11 @@ impl QemuGuest {
             t.abort();
         }
         let _ = std::fs::remove_dir_all(&self.domain_dir);
+        tracing::debug!(
+            pid = self.pid,
+            exited_us = t0.elapsed().as_micros() as u64,
+            "QEMU guest destroyed"
+        );
         Ok(())
     }
 }
@@ -804,6 +826,13 @@ impl Guest for QemuGuest {
 
     fn status_record(&self) -> Value {
         self.record.clone()
+    }
+
+    fn cpu_time_ns(&self) -> Option<u64> {
+        if self.exited() {
+            return None;
+        }
+        process::cpu_time_ns(self.pid)
     }
 
     fn save_to_fd(&mut self, sink: OwnedFd, ctl: SaveControl) -> BoxFuture<'_, VirResult<()>> {
