@@ -38,7 +38,7 @@ pub mod registry;
 pub mod remote;
 pub mod secret;
 
-pub use domain::{DomainInfo, JobRequest};
+pub use domain::{DomainInfo, JobInfo, JobRequest, SaveFault, SaveFaults};
 pub use handles::{Connection, Domain, ListFilter, Network, Pool};
 pub use helper::HelperTask;
 pub use host::{Host, HostConfig, HostError};
