@@ -10,9 +10,12 @@
 //! * [`session`]: one client connection: framing, the reader and writer tasks,
 //!   concurrent calls and the in-flight limit, keepalive (answering and sending
 //!   PINGs), stream packet routing, and the protocol-level error answers.
+//! * [`cli`]: the `vireo` command-line client (list, info, xml, define, start, stop,
+//!   events, ...), built on `vireo-client`; the `vireo` binary is a thin `main`.
 //! * [`procs`]: the REMOTE procedures, one file per family, built on the
 //!   `vireo-actors` embedding API.
 
+pub mod cli;
 pub mod config;
 pub mod procs;
 pub mod server;

@@ -172,6 +172,12 @@ pub trait Guest: Send + 'static {
     fn destroy(&mut self, graceful: bool) -> BoxFuture<'_, VirResult<()>>;
     /// A JSON record from which [`Hypervisor::reattach`] can find this guest again.
     fn status_record(&self) -> serde_json::Value;
+    /// CPU time the guest has used so far, in nanoseconds (`virDomainGetInfo`'s
+    /// cpuTime), when the driver can tell. Cheap and synchronous (QEMU: its process's
+    /// user + system time from `/proc`).
+    fn cpu_time_ns(&self) -> Option<u64> {
+        None
+    }
 
     /// Streams the paused guest's state into `sink` (the write end of a pipe whose
     /// read end an I/O helper drains into the save image) and returns once the

@@ -15,6 +15,9 @@
 //!   (a 64 KiB pipe makes a 512 MiB save four times slower on this kind of machine);
 //! - [`copy_stream`]: the async copy (blocking work on tokio's blocking pool, cancelled by
 //!   dropping the future) and [`copy_blocking`], the same loop for a thread of one's own;
+//!   every [`WRITEBACK_CHUNK`] written, write-back of that range is started at once
+//!   (on a side thread, `POSIX_FADV_DONTNEED`), so the disk writes while the stream still
+//!   arrives and the final `fdatasync()` only waits for the tail;
 //! - [`save_to_image`]: the whole save of an image file in libvirt's layout: create, write
 //!   the header with the partial magic, copy, sync, wait for the producer's verdict,
 //!   finalize the magic, sync the directory; on any failure the file is removed;
@@ -241,7 +244,7 @@ impl IoHelperError {
             IoHelperError::Cancelled => VirError::with(
                 ErrorCode::OperationAborted,
                 domain,
-                "save job: canceled by client",
+                "job 'domain save job' canceled by client",
             ),
             IoHelperError::Image { source, .. } => {
                 let text = match source {
@@ -284,6 +287,32 @@ pub fn pipe_capacity(fd: impl AsFd) -> io::Result<usize> {
     fcntl(fd, FcntlArg::F_GETPIPE_SZ)
         .map(|n| n as usize)
         .map_err(errno_io)
+}
+
+/// How much written data the copy lets accumulate in the page cache before it asks the
+/// kernel to start writing it back (asynchronously, on a side thread).
+pub const WRITEBACK_CHUNK: u64 = 8 << 20;
+
+/// Asks the kernel to start writing back `[from, to)` of `file` now, without waiting, so
+/// that the disk works while the stream still arrives and the final `fdatasync()` has
+/// only the tail left (a save then takes about as long as the slower of the two instead
+/// of their sum). `POSIX_FADV_DONTNEED` starts asynchronous writeback of the dirty pages
+/// and drops the clean ones (a save image is not read back soon). Unlike
+/// `sync_file_range(SYNC_FILE_RANGE_WAIT_AFTER)` it does not consume a recorded
+/// write-back error, so the final `fdatasync()` still reports it. A refusal is harmless
+/// (only the overlap is lost) and is ignored.
+fn start_writeback(file: &File, from: u64, to: u64) {
+    let (Ok(off), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return;
+    };
+    if let Err(e) = nix::fcntl::posix_fadvise(
+        file,
+        off,
+        len,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    ) {
+        tracing::debug!(error = %e, "posix_fadvise(DONTNEED) refused");
+    }
 }
 
 /// Sets or clears `O_DIRECT` on the open file description of `file`.
@@ -405,7 +434,15 @@ pub fn copy_blocking(
     let mut buf = AlignedBuf::new(len);
     let buf = buf.as_mut();
     let mut pos = offset;
-    let result = (|| {
+    let mut kicked = offset;
+    // Early write-back runs on a thread of its own, so the copy never waits for it.
+    let (kick, kicks) = std::sync::mpsc::channel::<(u64, u64)>();
+    let result = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for (from, to) in kicks {
+                start_writeback(dst, from, to);
+            }
+        });
         loop {
             let n = fill(src, buf, cancel)?;
             if n == 0 {
@@ -419,6 +456,10 @@ pub fn copy_blocking(
                 .map_err(|e| IoHelperError::io(IoOp::Write, e))?;
             pos += n as u64;
             progress.fetch_add(n as u64, Ordering::Relaxed);
+            if !direct && pos - kicked >= WRITEBACK_CHUNK {
+                let _ = kick.send((kicked, pos));
+                kicked = pos;
+            }
             if n < len {
                 break;
             }
@@ -427,10 +468,11 @@ pub fn copy_blocking(
             set_direct(dst, false)?;
             direct = false;
         }
+        drop(kick);
         dst.sync_data()
             .map_err(|e| IoHelperError::io(IoOp::Sync, e))?;
         Ok(pos - offset)
-    })();
+    });
     if direct {
         let _ = set_direct(dst, false);
     }
@@ -651,6 +693,10 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
 ///
 /// On any error — and when the future is dropped — the file is removed and the directory
 /// synced, so no image that claims to be valid is ever left behind.
+///
+/// `source_done` must also resolve (with `Err`) when the producer never starts, e.g.
+/// when QEMU refuses the `migrate` command: QEMU then still holds the pipe's write end
+/// (from `getfd`), the stream never ends, and the save would wait forever.
 pub async fn save_to_image<F>(
     src: OwnedFd,
     path: &Path,

@@ -19,9 +19,15 @@
 //! over the target, so a crash leaves either the old or the new content, never a torn
 //! file. Writes and removals of persistent state (definitions, autostart markers,
 //! markers) are also durable: the file is fsynced before the rename and the directory
-//! after it, so a crash of the machine never loses a definition. Runtime records (status
-//! records and run values) skip the fsyncs: they describe guests and ids that do not
-//! survive the machine anyway.
+//! after it, so a crash of the machine never loses a definition.
+//!
+//! Runtime state under the run root (status records, the next id) is written atomically
+//! but not fsynced ([`write_atomic_volatile`], [`Store::write_run_value`]) and removed
+//! without a directory fsync: it only has to survive the daemon (`kill -9` leaves the
+//! page cache intact), not the host — after a host crash the guests it describes are
+//! gone too, and libvirt keeps the same state in `/run`, a tmpfs on most hosts. The
+//! fsyncs cost 0.2–50 ms each on a shared disk, on every start and destroy; a record
+//! torn by a host crash is dropped as unreadable at load time.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -41,7 +47,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 /// machine. A reader, or the daemon after a crash of its own, sees the old or the new
 /// content, never a torn file; only a crash of the whole machine may lose the last
 /// writes, and then the guests they describe are gone too.
-pub fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
+pub fn write_atomic_volatile(path: &Path, data: &[u8]) -> io::Result<()> {
     replace(path, data, false)
 }
 
@@ -106,7 +112,7 @@ pub fn remove_durable(path: &Path) -> io::Result<()> {
 }
 
 /// Removes `path` if present, without fsyncing its directory (runtime records, see
-/// [`write_replace`]).
+/// [`write_atomic_volatile`]).
 pub fn remove_quietly(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -218,10 +224,10 @@ impl Store {
         record: &serde_json::Value,
     ) -> io::Result<()> {
         let data = serde_json::to_vec(record).map_err(io::Error::other)?;
-        write_replace(&self.status_path(kind, name), &data)
+        write_atomic_volatile(&self.status_path(kind, name), &data)
     }
 
-    /// Removes a runtime status record.
+    /// Removes a runtime status record (no fsync: runtime state, see the module doc).
     pub fn remove_status(&self, kind: StoredKind, name: &str) -> io::Result<()> {
         remove_quietly(&self.status_path(kind, name))
     }
@@ -293,7 +299,7 @@ impl Store {
     }
 
     /// Writes a small runtime value (a line of text; not durably, see
-    /// [`write_replace`]). The first write of a key replaces its file atomically and
+    /// [`write_atomic_volatile`]). The first write of a key replaces its file atomically and
     /// keeps it open; later writes overwrite it in place with one `pwrite`, padded
     /// with spaces to the old length so that no old byte survives: a single write of
     /// less than a page, which a reader sees whole or not at all. (The next domain id
@@ -315,7 +321,7 @@ impl Store {
             open.remove(key);
         }
         let path = self.run.join(key);
-        write_replace(&path, value.as_bytes())?;
+        write_atomic_volatile(&path, value.as_bytes())?;
         if let Ok(f) = OpenOptions::new().write(true).open(&path) {
             open.insert(key.to_string(), (f, value.len()));
         }
@@ -338,7 +344,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn atomic_write_replaces_and_leaves_no_temp() {
+    fn atomic_write_atomic_volatiles_and_leaves_no_temp() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a/b.xml");
         write_atomic(&p, b"one").unwrap();
@@ -349,14 +355,21 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "temporary files left: {names:?}");
+
+        let v = d.path().join("run/x/next-id");
+        write_atomic_volatile(&v, b"1").unwrap();
+        write_atomic_volatile(&v, b"22").unwrap();
+        assert_eq!(fs::read(&v).unwrap(), b"22");
+        assert_eq!(fs::read_dir(v.parent().unwrap()).unwrap().count(), 1);
+        assert!(write_atomic_volatile(Path::new("/"), b"").is_err());
     }
 
     #[test]
     fn replace_creates_missing_directories_and_leaves_no_temp() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("x/y/z.json");
-        write_replace(&p, b"1").unwrap();
-        write_replace(&p, b"2").unwrap();
+        write_atomic_volatile(&p, b"1").unwrap();
+        write_atomic_volatile(&p, b"2").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"2");
         assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
         remove_quietly(&p).unwrap();
@@ -418,5 +431,10 @@ mod tests {
         assert_eq!(st.len(), 1);
         assert_eq!(st[0].1["state"], 1);
         assert!(!d.path().join("run/domains/bad.json").exists());
+        s.remove_status(StoredKind::Domain, "b").unwrap();
+        s.remove_status(StoredKind::Domain, "b").unwrap();
+        assert!(s.load_statuses(StoredKind::Domain).unwrap().is_empty());
+        s.write_run_value("next-id", "7").unwrap();
+        assert_eq!(s.read_run_value("next-id").as_deref(), Some("7"));
     }
 }

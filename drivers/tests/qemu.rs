@@ -206,6 +206,12 @@ async fn start_paused_then_resume_and_pause() {
     s.guest.resume().await.unwrap();
     assert_eq!(next_event(&mut s.events).await, GuestEvent::Resumed);
     env.wait_serial(&name, "hello from boot sector", 1).await;
+    // QEMU's process has used CPU time (firmware under TCG), as dominfo reports it.
+    let t = Instant::now();
+    while s.guest.cpu_time_ns().unwrap_or(0) == 0 {
+        assert!(t.elapsed() < Duration::from_secs(5), "no CPU time reported");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     s.guest.pause().await.unwrap();
     assert_eq!(next_event(&mut s.events).await, GuestEvent::Stopped);
@@ -217,6 +223,7 @@ async fn start_paused_then_resume_and_pause() {
     s.guest.destroy(false).await.unwrap();
     assert!(pid_gone(pid));
     assert!(!dir.exists());
+    assert_eq!(s.guest.cpu_time_ns(), None, "CPU time of a destroyed guest");
 }
 
 #[tokio::test]

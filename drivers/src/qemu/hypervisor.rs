@@ -15,8 +15,9 @@
 //! |---|---|
 //! | `SHUTDOWN` | `Shutdown{by_guest: data.guest}`; `Reset` if reason `guest-reset` (`-no-reboot`); nothing after our own destroy, after a panic, or in a fake reboot (then `system_reset` + `cont`) |
 //! | `RESET` | `Reset` |
-//! | `STOP` | `Stopped`, except the stop that follows a shutdown or panic |
-//! | `RESUME` | `Resumed` |
+//! | `STOP` | `Stopped`, except the stop that follows a shutdown or panic, or during a save |
+//! | `RESUME` | `Resumed`, except during a save |
+//! | `MIGRATION` | nothing; its status feeds the running save ([`migrate`]) |
 //! | `GUEST_PANICKED` | `Panicked` |
 //! | `RTC_CHANGE` | `RtcChange{offset}` |
 //! | stream end / exit not caused by our destroy | `Exited{crashed: no SHUTDOWN seen}` (and the runtime directory is removed) |
@@ -31,11 +32,12 @@
 //! `query-status`.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -45,10 +47,12 @@ use vireo_messages::{ErrorCode, ErrorDomain, VirError, VirResult};
 use vireo_xml::DomainDef;
 
 use super::argv::{self, LaunchContext};
+use super::migrate::{self, MigrationState};
 use super::process::{self, ProcessError, QemuProcess};
 use super::qmp::{Qmp, QmpError, QmpEvent};
 use crate::hypervisor::{
-    BoxFuture, Flavour, Guest, GuestEvent, Hypervisor, ShutdownOutcome, StartOptions, Started,
+    BoxFuture, Flavour, Guest, GuestEvent, Hypervisor, SaveControl, ShutdownOutcome, StartOptions,
+    Started,
 };
 
 const ERR: ErrorDomain = ErrorDomain::Qemu;
@@ -172,7 +176,15 @@ impl QemuHypervisor {
         Ok(list)
     }
 
-    async fn do_start(&self, def: &DomainDef, opts: StartOptions) -> VirResult<Started> {
+    /// Starts a guest; with `incoming`, QEMU waits (`-incoming defer`) for the saved
+    /// state read from that descriptor ([`migrate::restore`]) and the guest stays paused.
+    async fn do_start(
+        &self,
+        def: &DomainDef,
+        opts: StartOptions,
+        incoming: Option<OwnedFd>,
+    ) -> VirResult<Started> {
+        let t0 = Instant::now();
         let name = def.name();
         argv::validate(def)?;
         argv::preflight(def)?;
@@ -192,7 +204,7 @@ impl QemuHypervisor {
             emulator: self.cfg.emulator.clone(),
             qmp_socket: qmp_socket.clone(),
             domain_dir: domain_dir.clone(),
-            incoming: None,
+            incoming: incoming.as_ref().map(|_| "defer".to_string()),
         };
         let cmd = argv::build_command(def, &ctx)?;
         let machines = self.machine_types(&cmd.program).await?;
@@ -216,6 +228,7 @@ impl QemuHypervisor {
             )
         })?;
 
+        let t_prepared = t0.elapsed();
         let mut proc = match QemuProcess::spawn(&cmd.program, &cmd.args, &qmp_socket, &log) {
             Ok(p) => p,
             Err(e) => {
@@ -223,17 +236,26 @@ impl QemuHypervisor {
                 return Err(start_error(&name, e));
             }
         };
+        let t_spawned = t0.elapsed();
+        let (mut t_connected, mut t_negotiated) = (Duration::ZERO, Duration::ZERO);
         // Errors carry whether the monitor was lost (QEMU likely exiting).
         let connected = async {
             let stream = proc
                 .connect_monitor(MONITOR_TIMEOUT)
                 .await
                 .map_err(|e| (start_error(&name, e), false))?;
+            t_connected = t0.elapsed();
             let lost = |e: &QmpError| matches!(e, QmpError::Disconnected | QmpError::Io(_));
-            let (qmp, events) = Qmp::handshake(stream)
+            let (qmp, mut events) = Qmp::handshake(stream)
                 .await
                 .map_err(|e| (lost(&e), e))
                 .map_err(|(l, e)| (qmp_error("cannot negotiate QMP", e), l))?;
+            t_negotiated = t0.elapsed();
+            if let Some(src) = incoming {
+                migrate::restore(&qmp, &mut events, src)
+                    .await
+                    .map_err(|e| (e.to_vir_error(ERR), e.qemu_gone()))?;
+            }
             if !opts.paused {
                 qmp.execute("cont", None)
                     .await
@@ -263,6 +285,16 @@ impl QemuHypervisor {
                 return Err(e);
             }
         };
+        tracing::debug!(
+            domain = %name,
+            pid = proc.pid(),
+            prepared_us = t_prepared.as_micros() as u64,
+            spawned_us = t_spawned.as_micros() as u64,
+            monitor_us = t_connected.as_micros() as u64,
+            qmp_us = t_negotiated.as_micros() as u64,
+            running_us = t0.elapsed().as_micros() as u64,
+            "QEMU guest started"
+        );
         let started_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -480,7 +512,7 @@ impl Hypervisor for QemuHypervisor {
         def: &'a DomainDef,
         opts: StartOptions,
     ) -> BoxFuture<'a, VirResult<Started>> {
-        Box::pin(self.do_start(def, opts))
+        Box::pin(self.do_start(def, opts, None))
     }
 
     fn reattach<'a>(
@@ -489,6 +521,19 @@ impl Hypervisor for QemuHypervisor {
         def: &'a DomainDef,
     ) -> BoxFuture<'a, VirResult<Option<Started>>> {
         Box::pin(self.do_reattach(record, def))
+    }
+
+    fn restore<'a>(
+        &'a self,
+        def: &'a DomainDef,
+        source: OwnedFd,
+        opts: StartOptions,
+    ) -> BoxFuture<'a, VirResult<Started>> {
+        let opts = StartOptions {
+            paused: true,
+            ..opts
+        };
+        Box::pin(self.do_start(def, opts, Some(source)))
     }
 }
 
@@ -506,6 +551,8 @@ struct Flags {
     /// RESUME events still to come from our own `cont`s that are not news to the
     /// domain actor (the one ending a start, the one ending a fake reboot).
     quiet_resumes: AtomicU32,
+    /// Migration status and the save-in-progress flag ([`migrate`]).
+    migration: MigrationState,
 }
 
 /// Aborts the tasks when the guest object goes away (dropping a guest without
@@ -578,9 +625,12 @@ async fn pump(mut c: PumpCtx) {
             }
             "RESET" => (!destroying).then_some(GuestEvent::Reset),
             "STOP" => {
-                let quiet = destroying
+                let ours = f.migration.take_quiet_stop();
+                let quiet = ours
+                    || destroying
                     || f.shutdown_seen.load(Ordering::SeqCst)
-                    || f.panicked.load(Ordering::SeqCst);
+                    || f.panicked.load(Ordering::SeqCst)
+                    || f.migration.saving();
                 (!quiet).then_some(GuestEvent::Stopped)
             }
             "RESUME" => {
@@ -590,11 +640,15 @@ async fn pump(mut c: PumpCtx) {
                     .quiet_resumes
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok();
-                (!destroying && !ours).then_some(GuestEvent::Resumed)
+                (!destroying && !ours && !f.migration.saving()).then_some(GuestEvent::Resumed)
             }
             "GUEST_PANICKED" => {
                 f.panicked.store(true, Ordering::SeqCst);
                 (!destroying).then_some(GuestEvent::Panicked)
+            }
+            "MIGRATION" => {
+                f.migration.on_event(&ev.data);
+                None
             }
             "RTC_CHANGE" => ev
                 .data
@@ -672,6 +726,7 @@ impl QemuGuest {
     }
 
     async fn do_destroy(&mut self, graceful: bool) -> VirResult<()> {
+        let t0 = Instant::now();
         self.flags.destroying.store(true, Ordering::SeqCst);
         self.signal(Signal::SIGTERM)?;
         let timeout = if graceful {
@@ -701,6 +756,11 @@ impl QemuGuest {
             t.abort();
         }
         let _ = std::fs::remove_dir_all(&self.domain_dir);
+        tracing::debug!(
+            pid = self.pid,
+            exited_us = t0.elapsed().as_micros() as u64,
+            "QEMU guest destroyed"
+        );
         Ok(())
     }
 }
@@ -766,6 +826,21 @@ impl Guest for QemuGuest {
 
     fn status_record(&self) -> Value {
         self.record.clone()
+    }
+
+    fn cpu_time_ns(&self) -> Option<u64> {
+        if self.exited() {
+            return None;
+        }
+        process::cpu_time_ns(self.pid)
+    }
+
+    fn save_to_fd(&mut self, sink: OwnedFd, ctl: SaveControl) -> BoxFuture<'_, VirResult<()>> {
+        Box::pin(async move {
+            migrate::save(&self.qmp, &self.flags.migration, sink, &ctl)
+                .await
+                .map_err(|e| e.to_vir_error(ERR))
+        })
     }
 }
 

@@ -10,11 +10,14 @@
 //! - [`hypervisor`]: [`hypervisor::QemuHypervisor`] and its guests, implementing the
 //!   [`crate::hypervisor`] traits (start, lifecycle, QMP events → guest events, status
 //!   records and reattach);
+//! - [`migrate`]: saving a guest's state into a pipe (`getfd` + `migrate fd:`, progress,
+//!   cancel) and restoring it into a QEMU started with `-incoming defer`;
 //! - [`testguest`]: tiny boot-sector guests, assembled by the tests on this machine,
 //!   whose behaviour (power off, reset, panic, print) the tests choose.
 
 pub mod argv;
 pub mod hypervisor;
+pub mod migrate;
 pub mod process;
 pub mod qmp;
 pub mod testguest;

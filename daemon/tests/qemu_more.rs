@@ -1,0 +1,387 @@
+//! More of `qemu:///system` through real virsh against vireod with real QEMU: a KVM
+//! guest started paused (the nested KVM here only suits paused or trivial guests),
+//! autostart across a SIGTERM restart of vireod, and the statistics virsh shows
+//! (`domstats`, `dominfo`'s CPU time).
+//!
+//! The guests have no disk: SeaBIOS finds nothing to boot and idles, which is all
+//! these tests need, and no test guest has to be assembled.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, have, have_virsh, spawn};
+
+/// Whether QEMU is here (fails under CI=true).
+fn have_qemu() -> bool {
+    have(
+        "qemu-system-x86_64",
+        Command::new("qemu-system-x86_64").arg("--version"),
+    )
+}
+
+/// Whether /dev/kvm can be opened read-write (fails under CI=true).
+fn have_kvm() -> bool {
+    let ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "/dev/kvm is required under CI=true but cannot be opened"
+        );
+        eprintln!("SKIPPED: /dev/kvm cannot be opened (set CI=true to make this a failure)");
+    }
+    ok
+}
+
+/// vireod with the qemu driver; on drop, every QEMU started under its state directory
+/// is killed (by pid), so a failed test leaves no guest behind.
+struct Q {
+    d: Daemon,
+}
+
+impl Q {
+    fn start() -> Q {
+        Q {
+            d: Daemon::start_with(&["--qemu", "on"]),
+        }
+    }
+
+    fn uri(&self) -> String {
+        format!("qemu+unix:///system?socket={}", self.d.sock().display())
+    }
+
+    fn virsh(&self, args: &[&str]) -> Output {
+        Command::new("virsh")
+            .arg("-c")
+            .arg(self.uri())
+            .args(args)
+            .output()
+            .expect("run virsh")
+    }
+
+    fn virsh_ok(&self, args: &[&str]) -> String {
+        let o = self.virsh(args);
+        assert!(
+            o.status.success(),
+            "virsh {args:?} failed: {}\n{}\nlog tail:\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            tail(&self.d.log(), 30)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Defines a diskless 32 MiB q35 guest of `<domain type=dtype>`.
+    fn define(&self, name: &str, dtype: &str) {
+        let xml = format!(
+            "<domain type='{dtype}'>
+  <name>{name}</name>
+  <memory unit='MiB'>32</memory>
+  <currentMemory unit='MiB'>32</currentMemory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <features><acpi/></features>
+  <devices><memballoon model='virtio'/></devices>
+</domain>"
+        );
+        let path = self.d.state().join(format!("{name}.xml"));
+        std::fs::write(&path, xml).unwrap();
+        self.virsh_ok(&["define", path.to_str().unwrap()]);
+    }
+
+    /// Waits until `virsh domstate --reason NAME` prints `want`.
+    fn wait_state(&self, name: &str, want: &str) {
+        let t = Instant::now();
+        loop {
+            let got = self.virsh_ok(&["domstate", "--reason", name]);
+            if got.trim() == want {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "{name}: state stayed {got:?}, wanted {want:?}\nlog tail:\n{}",
+                tail(&self.d.log(), 30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Command lines of the QEMU processes started under this daemon's state directory.
+    fn qemus(&self) -> Vec<(String, String)> {
+        qemus_under(self.d.state())
+    }
+}
+
+fn qemus_under(dir: &Path) -> Vec<(String, String)> {
+    let o = Command::new("pgrep")
+        .args(["-a", "-f", &format!("qemu-system.*{}", dir.display())])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(pid, cmd)| (pid.to_string(), cmd.to_string()))
+        .collect()
+}
+
+impl Drop for Q {
+    fn drop(&mut self) {
+        for (pid, _) in self.qemus() {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+    }
+}
+
+/// `virsh event --all --loop` writing into a file, registered before it is returned.
+struct Events {
+    child: std::process::Child,
+    file: std::path::PathBuf,
+}
+
+impl Events {
+    fn start(q: &Q) -> Events {
+        let file = q.d.state().join("events.txt");
+        let child = Command::new("virsh")
+            .args([
+                "-c",
+                &q.uri(),
+                "event",
+                "--all",
+                "--loop",
+                "--timeout",
+                "120",
+            ])
+            .stdout(std::fs::File::create(&file).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let ev = Events { child, file };
+        // virsh registers after it connects: define and undefine a probe until it shows.
+        let t = Instant::now();
+        while !ev.text().contains("'probe'") {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "virsh event saw nothing"
+            );
+            q.define("probe", "qemu");
+            q.virsh_ok(&["undefine", "probe"]);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ev
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.file).unwrap_or_default()
+    }
+
+    /// Waits until the events for `dom` are exactly `want`, in this order.
+    fn expect(&self, dom: &str, want: &[&str]) {
+        let tag = format!("event 'lifecycle' for domain '{dom}': ");
+        let t = Instant::now();
+        loop {
+            let text = self.text();
+            let got: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix(tag.as_str()))
+                .collect();
+            if got == want {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10) && got.len() <= want.len(),
+                "{dom}: events {got:?}, wanted {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[test]
+fn kvm_guest_started_paused_then_resumed_and_destroyed() {
+    if !have_virsh() || !have_qemu() || !have_kvm() {
+        return;
+    }
+    let q = Q::start();
+    let ev = Events::start(&q);
+    q.define("kvm1", "kvm");
+    q.virsh_ok(&["start", "--paused", "kvm1"]);
+    q.wait_state("kvm1", "paused (user)");
+    let qemus = q.qemus();
+    assert_eq!(qemus.len(), 1, "{qemus:?}");
+    assert!(
+        qemus[0].1.contains("-accel kvm"),
+        "not a KVM guest: {}",
+        qemus[0].1
+    );
+    let info = q.virsh_ok(&["dominfo", "kvm1"]);
+    assert!(info.contains("State:          paused"), "{info}");
+
+    q.virsh_ok(&["resume", "kvm1"]);
+    q.wait_state("kvm1", "running (unpaused)");
+    q.virsh_ok(&["suspend", "kvm1"]);
+    q.wait_state("kvm1", "paused (user)");
+    q.virsh_ok(&["destroy", "kvm1"]);
+    q.wait_state("kvm1", "shut off (destroyed)");
+    assert!(q.qemus().is_empty(), "QEMU left after destroy");
+    q.virsh_ok(&["undefine", "kvm1"]);
+    // As libvirtd's qemu driver reports a paused start: Started, then Suspended.
+    ev.expect(
+        "kvm1",
+        &[
+            "Defined Added",
+            "Started Booted",
+            "Suspended Paused",
+            "Resumed Unpaused",
+            "Suspended Paused",
+            "Stopped Destroyed",
+            "Undefined Removed",
+        ],
+    );
+}
+
+#[test]
+fn autostart_domain_starts_when_vireod_restarts_after_sigterm() {
+    if !have_virsh() || !have_qemu() {
+        return;
+    }
+    let mut q = Q::start();
+    q.define("auto1", "qemu");
+    q.define("manual1", "qemu");
+    q.virsh_ok(&["autostart", "auto1"]);
+    let info = q.virsh_ok(&["dominfo", "auto1"]);
+    assert!(info.contains("Autostart:      enable"), "{info}");
+    let info = q.virsh_ok(&["dominfo", "manual1"]);
+    assert!(info.contains("Autostart:      disable"), "{info}");
+    assert_eq!(q.virsh_ok(&["domstate", "auto1"]).trim(), "shut off");
+    assert!(q.qemus().is_empty());
+
+    // SIGTERM: a clean exit; then a new vireod on the same state directory.
+    q.d.signal(15);
+    assert_eq!(
+        q.d.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "vireod did not exit cleanly on SIGTERM\n{}",
+        tail(&q.d.log(), 30)
+    );
+    let _ = std::fs::remove_file(q.d.sock());
+    let _ = std::fs::remove_file(q.d.sock_ro());
+    q.d.child = spawn(q.d.state());
+    let t = Instant::now();
+    while std::os::unix::net::UnixStream::connect(q.d.sock()).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "vireod did not come back\n{}",
+            tail(&q.d.log(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    q.wait_state("auto1", "running (booted)");
+    assert_eq!(
+        q.virsh_ok(&["domstate", "manual1"]).trim(),
+        "shut off",
+        "a domain without autostart was started"
+    );
+    let list = q.virsh_ok(&["list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.contains("auto1") && l.contains("running")),
+        "{list}"
+    );
+    let qemus = q.qemus();
+    assert_eq!(qemus.len(), 1, "{qemus:?}");
+    assert!(qemus[0].1.contains("guest=auto1"), "{qemus:?}");
+    q.virsh_ok(&["destroy", "auto1"]);
+    q.wait_state("auto1", "shut off (destroyed)");
+    assert!(q.qemus().is_empty(), "QEMU left after destroy");
+}
+
+/// `virsh domstats` uses CONNECT_GET_ALL_DOMAIN_STATS (proc 344). libvirtd 9.0 prints,
+/// for this guest right after start: `state.state=1 state.reason=1 balloon.current=32768
+/// balloon.maximum=32768 balloon.last-update=0 balloon.rss=… vcpu.current=1
+/// vcpu.maximum=1 vcpu.0.state=1 vcpu.0.time=… vcpu.0.wait=0 vcpu.0.delay=…` with
+/// `--state --vcpu --balloon`; without flags also `cpu.time cpu.user cpu.system`,
+/// `net.count=0`, `block.count=0` and more.
+#[test]
+#[ignore = "vireod does not implement CONNECT_GET_ALL_DOMAIN_STATS (proc 344) yet; reported to the coordinator"]
+fn domstats_shows_state_vcpus_and_balloon_of_a_qemu_guest() {
+    if !have_virsh() || !have_qemu() {
+        return;
+    }
+    let q = Q::start();
+    q.define("stats1", "qemu");
+    q.virsh_ok(&["start", "stats1"]);
+    q.wait_state("stats1", "running (booted)");
+    let out = q.virsh_ok(&["domstats", "--state", "--vcpu", "--balloon", "stats1"]);
+    for want in [
+        "Domain: 'stats1'",
+        "state.state=1",
+        "state.reason=1",
+        "vcpu.current=1",
+        "vcpu.maximum=1",
+        "balloon.current=32768",
+        "balloon.maximum=32768",
+    ] {
+        assert!(out.contains(want), "domstats lacks {want:?}:\n{out}");
+    }
+    let all = q.virsh_ok(&["domstats", "stats1"]);
+    assert!(all.contains("state.state=1"), "{all}");
+    q.virsh_ok(&["destroy", "stats1"]);
+}
+
+/// virsh prints "CPU time:" only when the domain's cpuTime is non-zero (libvirtd 9.0
+/// shows `CPU time:       0.6s` for this guest after a second).
+#[test]
+#[ignore = "the domain actor reports cpuTime 0 for qemu guests (Guest::cpu_time_ns exists; actors/src/domain must use it); reported to the coordinator"]
+fn dominfo_shows_cpu_time_of_a_running_qemu_guest() {
+    if !have_virsh() || !have_qemu() {
+        return;
+    }
+    let q = Q::start();
+    q.define("cpu1", "qemu");
+    q.virsh_ok(&["start", "cpu1"]);
+    q.wait_state("cpu1", "running (booted)");
+    let t = Instant::now();
+    loop {
+        let info = q.virsh_ok(&["dominfo", "cpu1"]);
+        if let Some(l) = info.lines().find(|l| l.starts_with("CPU time:")) {
+            let secs: f64 = l
+                .trim_start_matches("CPU time:")
+                .trim()
+                .trim_end_matches('s')
+                .parse()
+                .unwrap();
+            assert!(secs >= 0.0, "{l}");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "dominfo never showed a CPU time:\n{info}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    q.virsh_ok(&["destroy", "cpu1"]);
+    let info = q.virsh_ok(&["dominfo", "cpu1"]);
+    assert!(
+        !info.contains("CPU time:"),
+        "a shut-off domain has no CPU time:\n{info}"
+    );
+}
