@@ -1,9 +1,9 @@
 //! One client connection.
 //!
 //! Each accepted stream becomes one session task that both reads and writes the
-//! socket. It reads as much as the socket has (up to 64 KiB at a time) and cuts the
-//! bytes into frames (libvirt's framing: a length word that counts itself, a 24-byte
-//! header, the payload). A *quick* CALL (see [`procs::is_quick`]: lookups, lists,
+//! socket. It reads as much as the socket has (4 KiB at a time at first, up to 64 KiB
+//! for a client that sends more) and cuts the bytes into frames (libvirt's framing: a
+//! length word that counts itself, a 24-byte header, the payload). A *quick* CALL (see [`procs::is_quick`]: lookups, lists,
 //! info, getters that read the directories) is tried right in the session task and,
 //! when it completes without waiting, answered from there: no task, no thread
 //! hand-off. Every other CALL, and a quick one that has to wait after all (e.g. for a
@@ -343,8 +343,11 @@ fn frame_size(buf: &[u8]) -> std::io::Result<Option<usize>> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }
 
-/// How much the reader asks the socket for at once.
+/// The most the reader asks the socket for at once.
 const READ_CHUNK: usize = 64 * 1024;
+/// What it asks for at first: an idle connection keeps a small buffer; the read size
+/// doubles (up to [`READ_CHUNK`]) whenever a read fills the whole buffer.
+const READ_MIN: usize = 4 * 1024;
 /// Most frames handed to one vectored write.
 const WRITE_SLICES: usize = 64;
 
@@ -366,6 +369,8 @@ enum Stop {
 struct Wire<S> {
     io: S,
     rbuf: BytesMut,
+    /// How much to ask the socket for (grows from [`READ_MIN`] to [`READ_CHUNK`]).
+    read_size: usize,
     /// Frames to write; the first may be partly written already.
     queue: VecDeque<Outgoing>,
     /// Bytes of `queue[0]` already written.
@@ -451,14 +456,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
 
     /// Reads what the socket has into the buffer.
     fn fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        let want = frame_size(&self.rbuf)
+        // The rest of a large frame is read in one piece.
+        let frame_left = frame_size(&self.rbuf)
             .ok()
             .flatten()
-            .map_or(READ_CHUNK, |size| size.saturating_sub(self.rbuf.len()));
-        if self.rbuf.capacity() - self.rbuf.len() < want.clamp(4096, READ_CHUNK) {
-            self.rbuf.reserve(want.max(READ_CHUNK));
+            .map_or(0, |size| size.saturating_sub(self.rbuf.len()));
+        if self.rbuf.capacity() - self.rbuf.len() < self.read_size.min(frame_left.max(1024)) {
+            self.rbuf.reserve(self.read_size.max(frame_left));
         }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
+        let spare = self.rbuf.capacity() - self.rbuf.len();
+        let r = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf);
+        if let Poll::Ready(Ok(n)) = r
+            && n == spare
+        {
+            self.read_size = (self.read_size * 2).min(READ_CHUNK);
+        }
+        r
     }
 
     /// Takes an in-flight slot for the next packet, if one is free.
@@ -621,7 +634,8 @@ pub async fn run<S>(
     let pinger = tokio::spawn(keepalive_loop(session.clone(), dead.clone(), done.clone()));
     let mut wire = Wire {
         io: stream,
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        rbuf: BytesMut::with_capacity(READ_MIN),
+        read_size: READ_MIN,
         queue: VecDeque::new(),
         head_written: 0,
         rx,
