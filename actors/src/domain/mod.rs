@@ -41,7 +41,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::{mpsc, oneshot};
-use vireo_drivers::hypervisor::{Flavour, Guest, GuestEvent, ShutdownOutcome, StartOptions};
+use vireo_drivers::hypervisor::{
+    Flavour, Guest, GuestEvent, GuestUsage, ShutdownOutcome, StartOptions,
+};
 use vireo_drivers::store::StoredKind;
 use vireo_messages::event::detail;
 use vireo_messages::state::{paused, running, shutoff};
@@ -88,6 +90,9 @@ pub struct DomainInfo {
     pub vcpus: u32,
     /// CPU time used, in nanoseconds.
     pub cpu_time_ns: u64,
+    /// What the running guest has used (CPU split, RSS, vCPUs), when its driver can
+    /// tell; the last value seen while a job holds the guest.
+    pub usage: Option<GuestUsage>,
     /// Whether the next-boot definition differs from the running one.
     pub updated: bool,
 }
@@ -266,6 +271,8 @@ pub struct DomainActorState {
     removed: bool,
     /// The domain went back to hibernation; this actor only drains its mailbox.
     hibernating: bool,
+    /// The guest's usage as last read, reported while a job holds the guest.
+    last_usage: Option<GuestUsage>,
 }
 
 /// The behaviour of a domain actor.
@@ -306,6 +313,7 @@ impl Actor for DomainActor {
             helper_failures: HashMap::new(),
             removed: false,
             hibernating: false,
+            last_usage: None,
         };
         if let Some(r) = args.running {
             st.attach(&myself, r.started, r.live, r.id, r.state);
@@ -476,6 +484,7 @@ pub(crate) fn dormant_info(e: &crate::directory::DomainEntry, d: &Dormant) -> Do
         mem_kib: d.mem_kib,
         vcpus: d.vcpus,
         cpu_time_ns: 0,
+        usage: None,
         updated: false,
     }
 }
@@ -549,9 +558,18 @@ impl DomainActorState {
         self.live.as_ref().unwrap_or(&self.config)
     }
 
-    fn info(&self) -> DomainInfo {
-        let def = self.current_def();
+    fn info(&mut self) -> DomainInfo {
         let active = self.state.state.is_active();
+        // While a job has taken the guest out of the actor, report what was last read.
+        if let Some(u) = self.guest.as_ref().and_then(|g| g.usage()) {
+            self.last_usage = Some(u);
+        }
+        let usage = if active {
+            self.last_usage.clone()
+        } else {
+            None
+        };
+        let def = self.current_def();
         DomainInfo {
             name: self.name.clone(),
             uuid: self.uuid,
@@ -563,11 +581,12 @@ impl DomainActorState {
             max_mem_kib: def.memory_kib(),
             mem_kib: def.current_memory_kib(),
             vcpus: def.vcpus(),
-            cpu_time_ns: if active && self.flavour() == Flavour::Test {
-                now_ns()
-            } else {
-                0
+            cpu_time_ns: match (&usage, active, self.flavour()) {
+                (_, true, Flavour::Test) => now_ns(),
+                (Some(u), true, _) => u.cpu_time_ns(),
+                _ => 0,
             },
+            usage,
             updated: self.live.is_some()
                 && self.persistent
                 && self.live.as_ref() != Some(&self.config),
@@ -644,6 +663,7 @@ impl DomainActorState {
             }
         });
         self.guest = Some(started.guest);
+        self.last_usage = None;
         self.live = Some(live);
         self.id = Some(DomainId(id));
         self.state = state;

@@ -320,11 +320,17 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
         }
         P::DomainGetOsType => {
             let a: DomainArgs = args(payload)?;
-            find(conn, &a.dom)?;
-            // libvirt 9.0's test driver answers "linux" for every domain.
-            ret(&StringRet {
-                value: "linux".into(),
-            })
+            let d = find(conn, &a.dom)?;
+            // libvirt 9.0's test driver answers "linux" for every domain; the qemu
+            // driver the definition's OS type.
+            let value = if conn.type_name() == "QEMU" {
+                vireo_xml::DomainDef::parse(&d.xml(0).await?)?
+                    .os_type()
+                    .unwrap_or_else(|| "hvm".into())
+            } else {
+                "linux".into()
+            };
+            ret(&StringRet { value })
         }
         P::DomainGetMaxMemory => {
             let a: DomainArgs = args(payload)?;
