@@ -321,7 +321,6 @@ fn autostart_domain_starts_when_vireod_restarts_after_sigterm() {
 /// `--state --vcpu --balloon`; without flags also `cpu.time cpu.user cpu.system`,
 /// `net.count=0`, `block.count=0` and more.
 #[test]
-#[ignore = "vireod does not implement CONNECT_GET_ALL_DOMAIN_STATS (proc 344) yet; reported to the coordinator"]
 fn domstats_shows_state_vcpus_and_balloon_of_a_qemu_guest() {
     if !have_virsh() || !have_qemu() {
         return;
@@ -350,7 +349,6 @@ fn domstats_shows_state_vcpus_and_balloon_of_a_qemu_guest() {
 /// virsh prints "CPU time:" only when the domain's cpuTime is non-zero (libvirtd 9.0
 /// shows `CPU time:       0.6s` for this guest after a second).
 #[test]
-#[ignore = "the domain actor reports cpuTime 0 for qemu guests (Guest::cpu_time_ns exists; actors/src/domain must use it); reported to the coordinator"]
 fn dominfo_shows_cpu_time_of_a_running_qemu_guest() {
     if !have_virsh() || !have_qemu() {
         return;

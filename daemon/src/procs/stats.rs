@@ -305,7 +305,8 @@ async fn all_domain_stats(
             }
         } else {
             match d.entry() {
-                Ok(e) => state_params(e.state.state, e.state.reason),
+                Ok(e) if groups & group::STATE != 0 => state_params(e.state.state, e.state.reason),
+                Ok(_) => Vec::new(),
                 Err(_) => continue,
             }
         };
