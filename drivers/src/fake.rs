@@ -13,7 +13,8 @@ use vireo_messages::{ErrorDomain, VirError, VirResult};
 use vireo_xml::DomainDef;
 
 use crate::hypervisor::{
-    BoxFuture, Flavour, Guest, GuestEvent, Hypervisor, ShutdownOutcome, StartOptions, Started,
+    BoxFuture, Flavour, Guest, GuestEvent, GuestUsage, Hypervisor, ShutdownOutcome, StartOptions,
+    Started,
 };
 
 /// The fake hypervisor; clones share their script.
@@ -29,6 +30,7 @@ struct Inner {
     guest_decides_shutdown: Mutex<bool>,
     guests: Mutex<HashMap<String, mpsc::UnboundedSender<GuestEvent>>>,
     starts: Mutex<u32>,
+    usage_reads: Mutex<u64>,
 }
 
 impl FakeHypervisor {
@@ -65,6 +67,12 @@ impl FakeHypervisor {
             Some(tx) => tx.send(ev).is_ok(),
             None => false,
         }
+    }
+
+    /// How many times a guest's usage was read. Each read reports this count (after
+    /// the read) as its user CPU time, so a test can tell fresh reads from kept ones.
+    pub fn usage_reads(&self) -> u64 {
+        *self.inner.usage_reads.lock().unwrap()
     }
 
     /// How many starts were attempted.
@@ -181,5 +189,15 @@ impl Guest for FakeGuest {
 
     fn status_record(&self) -> serde_json::Value {
         serde_json::json!({ "driver": "fake", "paused": self.paused })
+    }
+
+    fn usage(&self) -> Option<GuestUsage> {
+        let mut n = self.inner.usage_reads.lock().unwrap();
+        *n += 1;
+        Some(GuestUsage {
+            cpu_user_ns: *n,
+            rss_kib: 1024,
+            ..GuestUsage::default()
+        })
     }
 }
