@@ -60,6 +60,11 @@ pub struct DriverCtx {
     pub node: Arc<TestConfig>,
     /// How long a job waits for a busy domain's job slot.
     pub job_wait: Duration,
+    /// A fault to inject into the next save (tests).
+    pub save_faults: crate::domain::SaveFaults,
+    /// Statistics of each domain's last completed save (`VIR_DOMAIN_JOB_STATS_COMPLETED`),
+    /// kept here because a saved domain's actor goes to sleep.
+    pub completed_jobs: std::sync::Mutex<std::collections::HashMap<Uuid, crate::domain::JobInfo>>,
     next_id: AtomicU32,
     spawned: AtomicU64,
 }
@@ -112,6 +117,8 @@ pub struct DriverSpec {
     pub job_wait: Duration,
     /// Start autostart objects.
     pub autostart: bool,
+    /// Faults to inject into saves (tests); empty normally.
+    pub save_faults: crate::domain::SaveFaults,
 }
 
 /// The outcome of a define.
@@ -181,6 +188,8 @@ impl Actor for DriverActor {
             pools: PoolRegistry::default(),
             node: Arc::new(spec.seed.clone()),
             job_wait: spec.job_wait,
+            save_faults: spec.save_faults,
+            completed_jobs: Default::default(),
             next_id: AtomicU32::new(next_id.max(1)),
             spawned: AtomicU64::new(0),
         });
@@ -640,6 +649,26 @@ async fn reload_domain(
     };
     let mut running = None;
     let mut initial = StateReason::new(DomainState::Shutoff, 0);
+    // A save that was interrupted by the daemon's death: its image is partial (or cut
+    // short) and goes; the guest, paused for the save, runs again if it ran before.
+    let interrupted = status
+        .as_ref()
+        .and_then(|r| r.get("saving"))
+        .filter(|s| !s.is_null())
+        .cloned();
+    if let Some(s) = &interrupted
+        && let Some(path) = s.get("path").and_then(|p| p.as_str())
+    {
+        match vireo_drivers::iohelper::remove_if_partial(std::path::Path::new(path)) {
+            Ok(true) => {
+                tracing::info!(domain = %name, path, "removed the image of an interrupted save")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(domain = %name, path, error = %e, "cannot check the image of an interrupted save")
+            }
+        }
+    }
     if let Some(rec) = &status {
         let live = match rec.get("live_xml").and_then(|v| v.as_str()) {
             Some(x) => DomainDef::parse(x)?,
@@ -659,7 +688,24 @@ async fn reload_domain(
                     ),
                     rec.get("reason").and_then(|v| v.as_i64()).unwrap_or(0) as i32,
                 );
-                let state = if started.paused && state.state == DomainState::Running {
+                let mut started = started;
+                let was_running = interrupted
+                    .as_ref()
+                    .and_then(|s| s.get("was_running"))
+                    .and_then(|v| v.as_bool());
+                let state = if let Some(was_running) = was_running {
+                    if was_running && started.guest.resume().await.is_ok() {
+                        started.paused = false;
+                        StateReason::new(
+                            DomainState::Running,
+                            vireo_messages::state::running::SAVE_CANCELED,
+                        )
+                    } else if started.paused {
+                        StateReason::new(DomainState::Paused, vireo_messages::state::paused::USER)
+                    } else {
+                        StateReason::new(DomainState::Running, 0)
+                    }
+                } else if started.paused && state.state == DomainState::Running {
                     StateReason::new(DomainState::Paused, 0)
                 } else {
                     state
@@ -698,7 +744,12 @@ async fn reload_domain(
         (None, Some(r)) => r.live.clone(),
         (None, None) => return Ok(()),
     };
-    let managed_save = store.managed_save_path(name).exists();
+    // Only a complete managed-save image counts; an interrupted one is removed.
+    let managed_path = store.managed_save_path(name);
+    if let Err(e) = vireo_drivers::iohelper::remove_if_partial(&managed_path) {
+        tracing::warn!(domain = %name, error = %e, "cannot check the managed-save image");
+    }
+    let managed_save = managed_path.exists();
     spawn_domain(
         ctx,
         DomainArgs {
@@ -720,7 +771,13 @@ async fn reload_domain(
 async fn autostart(driver: &ActorRef<DriverMsg>, ctx: &Arc<DriverCtx>) {
     for e in ctx.directory.list(|e| e.autostart && !e.is_active()) {
         let (tx, rx) = oneshot::channel();
-        let start = DomainMsg::Job(crate::domain::JobRequest::Start { paused: false }, tx);
+        let start = DomainMsg::Job(
+            crate::domain::JobRequest::Start {
+                paused: false,
+                force_boot: false,
+            },
+            tx,
+        );
         deliver(driver, ctx, e.uuid, start).await;
         // Do not wait here: a slow guest must not hold up the driver's start.
         let name = e.name.clone();

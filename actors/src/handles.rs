@@ -237,8 +237,113 @@ impl Connection {
             .ask(|tx| DriverMsg::PrepareTransient(Box::new(def), tx))
             .await?;
         let d = self.domain_handle(e);
-        d.job(JobRequest::Start { paused }).await?;
+        d.job(JobRequest::Start {
+            paused,
+            force_boot: false,
+        })
+        .await?;
         Ok(d)
+    }
+
+    /// Which family of libvirt semantics this instance follows.
+    pub fn flavour(&self) -> vireo_drivers::hypervisor::Flavour {
+        self.ctx().hv.flavour()
+    }
+
+    /// Restores a domain from the save image at `path` (`virDomainRestoreFlags`): the
+    /// image's definition (or `dxml`, QEMU flavour only) is matched to an existing
+    /// inactive domain by name and uuid, or becomes a new transient one, which then
+    /// starts from the image.
+    pub async fn restore(
+        &self,
+        path: &std::path::Path,
+        dxml: Option<&str>,
+        flags: u32,
+    ) -> VirResult<Domain> {
+        let ctx = self.ctx();
+        let flavour = ctx.hv.flavour();
+        let domain = ctx.err_domain();
+        if flavour == vireo_drivers::hypervisor::Flavour::Test && dxml.is_some() {
+            return Err(VirError::with(
+                ErrorCode::ArgumentUnsupported,
+                domain,
+                "xml modification unsupported",
+            ));
+        }
+        let xml = crate::domain::save::read_image_xml(flavour, domain, path).await?;
+        let mut def = DomainDef::parse(dxml.unwrap_or(&xml))?;
+        ctx.hv.validate(&def)?;
+        def.normalize()?;
+        if let Some(e) = def.uuid().and_then(|u| ctx.directory.by_uuid(&u))
+            && e.is_active()
+        {
+            return Err(VirError::operation_invalid(
+                domain,
+                format!("domain '{}' is already active", e.name),
+            ));
+        }
+        let e = self
+            .ask(|tx| DriverMsg::PrepareTransient(Box::new(def.clone()), tx))
+            .await?;
+        if e.is_active() {
+            return Err(VirError::operation_invalid(
+                domain,
+                format!("domain '{}' is already active", e.name),
+            ));
+        }
+        let d = self.domain_handle(e);
+        d.job(JobRequest::Restore {
+            def: Box::new(def),
+            path: path.to_path_buf(),
+            flags,
+        })
+        .await?;
+        Ok(d)
+    }
+
+    /// The domain XML stored in the save image at `path` (`virDomainSaveImageGetXMLDesc`).
+    pub async fn save_image_xml(&self, path: &std::path::Path, flags: u32) -> VirResult<String> {
+        let ctx = self.ctx();
+        let xml =
+            crate::domain::save::read_image_xml(ctx.hv.flavour(), ctx.err_domain(), path).await?;
+        let def = DomainDef::parse(&xml)?;
+        Ok(def.format(&vireo_xml::FormatOptions {
+            id: None,
+            inactive: false,
+            secure: flags & crate::domain::XML_SECURE != 0
+                || ctx.hv.flavour() == vireo_drivers::hypervisor::Flavour::Test,
+        }))
+    }
+
+    /// Replaces the domain XML stored in the save image at `path`
+    /// (`virDomainSaveImageDefineXML`); `VIR_DOMAIN_SAVE_RUNNING`/`_PAUSED` in `flags`
+    /// also change whether the guest runs after a restore (QEMU flavour; the test driver
+    /// ignores them, as libvirt's does).
+    pub async fn save_image_define_xml(
+        &self,
+        path: &std::path::Path,
+        dxml: &str,
+        flags: u32,
+    ) -> VirResult<()> {
+        use crate::domain::save::{SAVE_PAUSED, SAVE_RUNNING};
+        let ctx = self.ctx();
+        let mut def = DomainDef::parse(dxml)?;
+        def.normalize()?;
+        let running = if flags & SAVE_RUNNING != 0 {
+            Some(true)
+        } else if flags & SAVE_PAUSED != 0 {
+            Some(false)
+        } else {
+            None
+        };
+        crate::domain::save::define_image_xml(
+            ctx.hv.flavour(),
+            ctx.err_domain(),
+            path,
+            &def,
+            running,
+        )
+        .await
     }
 
     /// Finds a domain by name.
@@ -599,7 +704,89 @@ impl Domain {
 
     /// Boots the domain.
     pub async fn start(&self, paused: bool) -> VirResult<()> {
-        self.job(JobRequest::Start { paused }).await.map(drop)
+        self.job(JobRequest::Start {
+            paused,
+            force_boot: false,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Boots the domain; `force_boot` discards a managed-save image instead of
+    /// resuming from it.
+    pub async fn start_with(&self, paused: bool, force_boot: bool) -> VirResult<()> {
+        self.job(JobRequest::Start { paused, force_boot })
+            .await
+            .map(drop)
+    }
+
+    /// Saves the guest's state to `path` and stops it (`VIR_DOMAIN_SAVE_*` flags).
+    pub async fn save(
+        &self,
+        path: &std::path::Path,
+        dxml: Option<&str>,
+        flags: u32,
+    ) -> VirResult<()> {
+        self.job(JobRequest::Save {
+            path: path.to_path_buf(),
+            dxml: dxml.map(str::to_string),
+            flags,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Saves the guest's state to its managed-save image and stops it.
+    pub async fn managed_save(&self, flags: u32) -> VirResult<()> {
+        self.job(JobRequest::ManagedSave { flags }).await.map(drop)
+    }
+
+    /// Path of the managed-save image if the domain has one.
+    pub fn managed_save_path(&self) -> VirResult<Option<std::path::PathBuf>> {
+        let e = self.entry()?;
+        Ok(match (&self.conn.ctx().store, e.managed_save) {
+            (Some(store), true) => Some(store.managed_save_path(&e.name)),
+            _ => None,
+        })
+    }
+
+    /// Progress of the running save or restore; answered at once, even mid-job.
+    pub async fn job_info(&self) -> VirResult<crate::domain::JobInfo> {
+        let (tx, rx) = oneshot::channel();
+        self.query(DomainMsg::JobInfo(tx), |_, m| {
+            if let DomainMsg::JobInfo(tx) = m {
+                let _ = tx.send(crate::domain::JobInfo::default());
+            }
+        })
+        .await?;
+        rx.await.map_err(|_| self.gone())
+    }
+
+    /// Statistics of the domain's last completed save, if any
+    /// (`VIR_DOMAIN_JOB_STATS_COMPLETED`); forgotten once read unless `keep`.
+    pub fn completed_job(&self, keep: bool) -> Option<crate::domain::JobInfo> {
+        let mut m = self.conn.ctx().completed_jobs.lock().ok()?;
+        if keep {
+            m.get(&self.uuid).copied()
+        } else {
+            m.remove(&self.uuid)
+        }
+    }
+
+    /// Aborts the running save (`virDomainAbortJob`).
+    pub async fn abort_job(&self) -> VirResult<()> {
+        let (tx, rx) = oneshot::channel();
+        let domain = self.conn.error_domain();
+        self.query(DomainMsg::AbortJob(tx), |_, m| {
+            if let DomainMsg::AbortJob(tx) = m {
+                let _ = tx.send(Err(VirError::operation_invalid(
+                    domain,
+                    "no job is active on the domain",
+                )));
+            }
+        })
+        .await?;
+        rx.await.map_err(|_| self.gone())?
     }
 
     /// Asks the guest to power off.

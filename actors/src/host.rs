@@ -41,6 +41,8 @@ pub struct HostConfig {
     /// The hypervisor behind `qemu:///system` (and `qemu:///session`, which opens the
     /// same instance); `None` means the qemu driver is not available.
     pub qemu: Option<Arc<dyn Hypervisor>>,
+    /// Faults to inject into the next save of the shared instances (tests only).
+    pub save_faults: crate::domain::SaveFaults,
 }
 
 impl HostConfig {
@@ -53,6 +55,7 @@ impl HostConfig {
             test_hypervisor: None,
             autostart: true,
             qemu: None,
+            save_faults: Default::default(),
         }
     }
 }
@@ -115,6 +118,7 @@ impl Host {
             hub: hub.clone(),
             job_wait: cfg.job_wait,
             autostart: cfg.autostart,
+            save_faults: cfg.save_faults.clone(),
         };
         let default_test = start_driver(spec, false)
             .await
@@ -138,6 +142,7 @@ impl Host {
                     hub: hub.clone(),
                     job_wait: cfg.job_wait,
                     autostart: cfg.autostart,
+                    save_faults: cfg.save_faults.clone(),
                 };
                 let h = start_driver(spec, false)
                     .await
@@ -180,6 +185,7 @@ impl Host {
                         hub: self.inner.hub.clone(),
                         job_wait: self.inner.cfg.job_wait,
                         autostart: false,
+                        save_faults: Default::default(),
                     };
                     let h = start_driver(spec, true).await?;
                     Ok(Connection::new(Arc::new(h)))

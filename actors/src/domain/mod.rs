@@ -33,6 +33,7 @@
 //! only the job that started it.
 
 pub mod lifecycle;
+pub mod save;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -55,8 +56,9 @@ use vireo_xml::{DomainDef, FormatOptions, LifecycleAction};
 
 use crate::directory::{Dormant, job_arrived};
 use crate::driver::{DriverCtx, DriverMsg};
-use crate::helper::{HelperArgs, HelperTask, IoHelper};
+use crate::helper::{HelperArgs, HelperMsg, HelperTask, IoHelper};
 use lifecycle::{Op, check};
+pub use save::{JobInfo, SaveFault, SaveFaults};
 
 /// `VIR_DOMAIN_XML_SECURE`.
 pub const XML_SECURE: u32 = 1;
@@ -99,10 +101,13 @@ pub struct DomainInfo {
 
 /// A modifying operation; runs in the domain's job slot.
 pub enum JobRequest {
-    /// Boot (from shut off).
+    /// Boot (from shut off). A QEMU-flavour domain with a managed-save image resumes
+    /// from it (and the image is removed on success) unless `force_boot`.
     Start {
         /// Leave the guest paused.
         paused: bool,
+        /// Discard a managed-save image and boot afresh (`VIR_DOMAIN_START_FORCE_BOOT`).
+        force_boot: bool,
     },
     /// Pause.
     Suspend,
@@ -130,6 +135,29 @@ pub enum JobRequest {
     SetAutostart(bool),
     /// Discard the managed-save image.
     ManagedSaveRemove,
+    /// Save the guest's state to a file and stop it (`virDomainSaveFlags`).
+    Save {
+        /// The image to write.
+        path: std::path::PathBuf,
+        /// A replacement definition to store in the image.
+        dxml: Option<String>,
+        /// `VIR_DOMAIN_SAVE_*`.
+        flags: u32,
+    },
+    /// Save to the managed-save image and stop (`virDomainManagedSave`).
+    ManagedSave {
+        /// `VIR_DOMAIN_SAVE_*`.
+        flags: u32,
+    },
+    /// Start this (inactive) domain from a save image (`virDomainRestoreFlags`).
+    Restore {
+        /// The definition to run (from the image, or its replacement).
+        def: Box<DomainDef>,
+        /// The image.
+        path: std::path::PathBuf,
+        /// `VIR_DOMAIN_SAVE_*`.
+        flags: u32,
+    },
     /// Run an I/O helper child and wait for it (used by save and by tests).
     RunHelper(HelperTask),
 }
@@ -148,6 +176,9 @@ impl JobRequest {
             JobRequest::Redefine(_) => "define",
             JobRequest::SetAutostart(_) => "autostart",
             JobRequest::ManagedSaveRemove => "managedsave-remove",
+            JobRequest::Save { .. } => "save",
+            JobRequest::ManagedSave { .. } => "managedsave",
+            JobRequest::Restore { .. } => "restore",
             JobRequest::RunHelper(_) => "io-helper",
         }
     }
@@ -165,6 +196,14 @@ enum Outcome {
         paused: bool,
         def: Box<DomainDef>,
         id: u32,
+        /// From a save image (reason and event "restored").
+        restored: bool,
+        /// From the managed-save image (removed on success).
+        from_managed: bool,
+    },
+    Saved {
+        managed: bool,
+        stats: Option<JobInfo>,
     },
     Paused,
     Resumed,
@@ -189,6 +228,10 @@ pub enum DomainMsg {
         /// Where the XML goes.
         reply: oneshot::Sender<VirResult<String>>,
     },
+    /// The running job's progress (`virDomainGetJobInfo`); answered at once.
+    JobInfo(oneshot::Sender<JobInfo>),
+    /// Abort the running save (`virDomainAbortJob`); answered at once.
+    AbortJob(oneshot::Sender<VirResult<()>>),
     /// A modifying operation.
     Job(JobRequest, JobReply),
     /// Internal: a job's async part finished.
@@ -238,6 +281,7 @@ struct ActiveJob {
     name: &'static str,
     reply: JobReply,
     helper: Option<ActorId>,
+    progress: Option<save::JobProgress>,
 }
 
 struct Waiting {
@@ -273,6 +317,8 @@ pub struct DomainActorState {
     hibernating: bool,
     /// The guest's usage as last read, reported while a job holds the guest.
     last_usage: Option<GuestUsage>,
+    /// A save in flight (undone if it fails; named in the status record).
+    saving: Option<save::Saving>,
 }
 
 /// The behaviour of a domain actor.
@@ -314,6 +360,7 @@ impl Actor for DomainActor {
             removed: false,
             hibernating: false,
             last_usage: None,
+            saving: None,
         };
         if let Some(r) = args.running {
             st.attach(&myself, r.started, r.live, r.id, r.state);
@@ -336,6 +383,12 @@ impl Actor for DomainActor {
             }
             DomainMsg::XmlDesc { flags, reply } => {
                 let _ = reply.send(st.xml_desc(flags));
+            }
+            DomainMsg::JobInfo(reply) => {
+                let _ = reply.send(st.job_info());
+            }
+            DomainMsg::AbortJob(reply) => {
+                let _ = reply.send(st.abort_job());
             }
             DomainMsg::Job(req, reply) if st.hibernating => {
                 // A job sent without being counted (none of ours) and queued before the
@@ -384,7 +437,13 @@ impl Actor for DomainActor {
                     }
                     let result = st.finish(&myself, done);
                     let _ = job.reply.send(result);
-                    let deferred = std::mem::take(&mut st.deferred);
+                    let mut deferred = std::mem::take(&mut st.deferred);
+                    if job.progress.is_some() {
+                        // A save or restore pauses and resumes the guest itself and has
+                        // already set the state those stops and resumes led to.
+                        deferred
+                            .retain(|e| !matches!(e, GuestEvent::Stopped | GuestEvent::Resumed));
+                    }
                     for ev in deferred {
                         st.guest_event(&myself, ev).await;
                     }
@@ -581,10 +640,16 @@ impl DomainActorState {
             max_mem_kib: def.memory_kib(),
             mem_kib: def.current_memory_kib(),
             vcpus: def.vcpus(),
-            cpu_time_ns: match (&usage, active, self.flavour()) {
-                (_, true, Flavour::Test) => now_ns(),
-                (Some(u), true, _) => u.cpu_time_ns(),
-                _ => 0,
+            // libvirt's test driver reports the wall clock; real guests their CPU time
+            // (the last value read while a job holds the guest).
+            cpu_time_ns: match (active, self.flavour()) {
+                (false, _) => 0,
+                (true, Flavour::Test) => now_ns(),
+                (true, _) => usage
+                    .as_ref()
+                    .map(GuestUsage::cpu_time_ns)
+                    .or_else(|| self.guest.as_ref().and_then(|g| g.cpu_time_ns()))
+                    .unwrap_or(0),
             },
             usage,
             updated: self.live.is_some()
@@ -628,6 +693,7 @@ impl DomainActorState {
             "persistent": self.persistent,
             "live_xml": live,
             "guest": guest.status_record(),
+            "saving": self.saving.as_ref().map(save::Saving::record),
         });
         if let Err(e) = store.save_status(StoredKind::Domain, &self.name, &record) {
             tracing::warn!(domain = %self.name, error = %e, "cannot write status record");
@@ -697,6 +763,7 @@ impl DomainActorState {
             name,
             reply,
             helper: None,
+            progress: None,
         });
         let me = myself.clone();
         tokio::spawn(async move {
@@ -740,7 +807,7 @@ impl DomainActorState {
         let flavour = self.flavour();
         let name = req.name();
         let op = match &req {
-            JobRequest::Start { .. } => Some(Op::Start),
+            JobRequest::Start { .. } | JobRequest::Restore { .. } => Some(Op::Start),
             JobRequest::Suspend => Some(Op::Suspend),
             JobRequest::Resume => Some(Op::Resume),
             JobRequest::Shutdown => Some(Op::Shutdown),
@@ -756,9 +823,32 @@ impl DomainActorState {
             return;
         }
         match req {
-            JobRequest::Start { paused } => {
-                // libvirt's test driver silently drops a managed-save image on start;
-                // drivers that can restore one do so in the save/restore job instead.
+            JobRequest::Start { paused, force_boot } => {
+                // libvirt's test driver silently drops a managed-save image on start
+                // (see `finish`); the QEMU flavour resumes from it unless told not to.
+                if self.managed_save
+                    && flavour == Flavour::Qemu
+                    && let Some(path) = self
+                        .ctx
+                        .store
+                        .as_ref()
+                        .map(|s| s.managed_save_path(&self.name))
+                {
+                    let usable = !force_boot
+                        && std::fs::File::open(&path)
+                            .and_then(|f| vireo_drivers::saveimage::is_partial(&f))
+                            .map(|partial| !partial)
+                            .unwrap_or(false);
+                    if usable {
+                        let flags = if paused { save::SAVE_PAUSED } else { 0 };
+                        self.begin_restore(myself, name, reply, None, path, flags, true);
+                        return;
+                    }
+                    // Forced boot, or no usable image (gone or never completed): drop it.
+                    let _ = vireo_drivers::store::remove_durable(&path);
+                    self.managed_save = false;
+                    self.sync_directory();
+                }
                 let def = Box::new(self.config.clone());
                 let id = self.ctx.allocate_id();
                 let hv = self.ctx.hv.clone();
@@ -772,6 +862,8 @@ impl DomainActorState {
                                 paused: s.paused,
                                 def,
                                 id,
+                                restored: false,
+                                from_managed: false,
                             }),
                         },
                         Err(e) => JobDone {
@@ -817,32 +909,27 @@ impl DomainActorState {
                 self.sync_directory();
                 let _ = reply.send(Ok(String::new()));
             }
+            JobRequest::Save { path, dxml, flags } => {
+                self.begin_save(myself, name, reply, Some(path), dxml, flags)
+                    .await;
+            }
+            JobRequest::ManagedSave { flags } => {
+                self.begin_save(myself, name, reply, None, None, flags)
+                    .await;
+            }
+            JobRequest::Restore { def, path, flags } => {
+                self.begin_restore(myself, name, reply, Some(def), path, flags, false);
+            }
             JobRequest::RunHelper(task) => {
-                let (done_tx, done_rx) = oneshot::channel();
-                let (fail_tx, fail_rx) = oneshot::channel();
                 let helper_name = task.name.clone();
-                let spawned = Actor::spawn_linked(
-                    None,
-                    IoHelper,
-                    HelperArgs {
-                        task,
-                        done: done_tx,
-                    },
-                    myself.get_cell(),
-                )
-                .await;
-                let helper = match spawned {
-                    Ok((h, _)) => h,
+                let (helper, done_rx, fail_rx) = match self.spawn_helper(myself, task).await {
+                    Ok(h) => h,
                     Err(e) => {
-                        let _ = reply.send(Err(VirError::internal(
-                            ErrorDomain::Domain,
-                            format!("cannot start I/O helper '{helper_name}': {e}"),
-                        )));
+                        let _ = reply.send(Err(e));
                         return;
                     }
                 };
                 let hid = helper.get_id();
-                self.helper_failures.insert(hid, fail_tx);
                 let guest = self.guest.take();
                 self.spawn_job(myself, name, reply, async move {
                     // The helper reports through `done`; if it dies instead, the sender is
@@ -871,6 +958,40 @@ impl DomainActorState {
         }
     }
 
+    /// Spawns an I/O helper child running `task`; returns it, the receiver of its result
+    /// and the receiver of the reason it died (if it does).
+    async fn spawn_helper(
+        &mut self,
+        myself: &ActorRef<DomainMsg>,
+        task: HelperTask,
+    ) -> VirResult<(
+        ActorRef<HelperMsg>,
+        oneshot::Receiver<VirResult<String>>,
+        oneshot::Receiver<String>,
+    )> {
+        let (done_tx, done_rx) = oneshot::channel();
+        let (fail_tx, fail_rx) = oneshot::channel();
+        let helper_name = task.name.clone();
+        let (helper, _) = Actor::spawn_linked(
+            None,
+            IoHelper,
+            HelperArgs {
+                task,
+                done: done_tx,
+            },
+            myself.get_cell(),
+        )
+        .await
+        .map_err(|e| {
+            VirError::internal(
+                ErrorDomain::Domain,
+                format!("cannot start I/O helper '{helper_name}': {e}"),
+            )
+        })?;
+        self.helper_failures.insert(helper.get_id(), fail_tx);
+        Ok((helper, done_rx, fail_rx))
+    }
+
     /// Applies a finished job's outcome; returns the reply for the caller.
     fn finish(&mut self, myself: &ActorRef<DomainMsg>, done: JobDone) -> VirResult<String> {
         let mut guest_back = done.guest;
@@ -880,6 +1001,14 @@ impl DomainActorState {
                 // A failed operation leaves the guest (if any) as it was.
                 if self.live.is_some() {
                     self.guest = guest_back;
+                }
+                if self.saving.is_some() {
+                    self.save_failed();
+                }
+                // A transient domain made for a restore that failed goes away again.
+                if !self.persistent && !self.state.state.is_active() && !self.removed {
+                    self.ctx.directory.remove(&self.uuid);
+                    self.removed = true;
                 }
                 return Err(e);
             }
@@ -893,6 +1022,8 @@ impl DomainActorState {
                 paused: is_paused,
                 def,
                 id,
+                restored,
+                from_managed,
             } => {
                 let Some(guest) = guest_back else {
                     return Err(VirError::internal(
@@ -900,10 +1031,12 @@ impl DomainActorState {
                         "the hypervisor started no guest",
                     ));
                 };
-                let state = if is_paused {
-                    StateReason::new(DomainState::Paused, paused::USER)
-                } else {
-                    StateReason::new(DomainState::Running, running::BOOTED)
+                let state = match (is_paused, restored) {
+                    // libvirt leaves a restored guest started paused in "migration".
+                    (true, true) => StateReason::new(DomainState::Paused, paused::MIGRATION),
+                    (true, false) => StateReason::new(DomainState::Paused, paused::USER),
+                    (false, false) => StateReason::new(DomainState::Running, running::BOOTED),
+                    (false, true) => StateReason::new(DomainState::Running, running::RESTORED),
                 };
                 let started = vireo_drivers::hypervisor::Started {
                     guest,
@@ -920,11 +1053,34 @@ impl DomainActorState {
                         );
                     }
                 }
-                self.after_change();
-                self.lifecycle(DomainEventKind::Started, detail::started::BOOTED);
-                if is_paused {
-                    self.lifecycle(DomainEventKind::Suspended, detail::suspended::PAUSED);
+                if from_managed {
+                    self.managed_save = false;
+                    if let Some(store) = &self.ctx.store {
+                        let _ = vireo_drivers::store::remove_durable(
+                            &store.managed_save_path(&self.name),
+                        );
+                    }
                 }
+                self.after_change();
+                if restored {
+                    self.lifecycle(DomainEventKind::Started, detail::started::RESTORED);
+                    if is_paused {
+                        self.lifecycle(DomainEventKind::Suspended, detail::suspended::RESTORED);
+                    } else if self.flavour() == Flavour::Qemu {
+                        // libvirt's qemu driver: the CPUs' start after a restore is
+                        // reported with the "from snapshot" detail.
+                        self.lifecycle(DomainEventKind::Resumed, detail::resumed::FROM_SNAPSHOT);
+                    }
+                } else {
+                    self.lifecycle(DomainEventKind::Started, detail::started::BOOTED);
+                    if is_paused {
+                        self.lifecycle(DomainEventKind::Suspended, detail::suspended::PAUSED);
+                    }
+                }
+            }
+            Outcome::Saved { managed, stats } => {
+                self.guest = None;
+                self.saved(managed, stats);
             }
             Outcome::Paused => {
                 self.state = StateReason::new(DomainState::Paused, paused::USER);

@@ -6,11 +6,13 @@
 //! `remote_nonnull_domain` are informative); every domain sent back carries its current
 //! id (-1 when inactive).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use vireo_actors::{Connection, Domain, ListFilter};
-use vireo_messages::{ErrorCode, VirError, VirResult};
+use vireo_drivers::hypervisor::Flavour;
+use vireo_messages::{ErrorCode, ErrorDomain, VirError, VirResult};
 use vireo_wire::RemoteProc as P;
 use vireo_wire::procs::*;
 use vireo_wire::types::NonnullDomain;
@@ -33,6 +35,48 @@ pub fn find(conn: &Connection, r: &NonnullDomain) -> VirResult<Domain> {
             format!("no domain with matching uuid '{}' ({})", r.uuid, r.name),
         )
     })
+}
+
+/// `d` if it is active, else libvirt's "domain is not running".
+fn active(d: Domain) -> VirResult<Domain> {
+    if d.entry()?.is_active() {
+        Ok(d)
+    } else {
+        Err(VirError::operation_invalid(
+            ErrorDomain::Domain,
+            "domain is not running",
+        ))
+    }
+}
+
+fn is_test(conn: &Connection) -> bool {
+    conn.flavour() == Flavour::Test
+}
+
+/// libvirt's client library refuses RUNNING together with PAUSED.
+fn exclusive_save_flags(flags: u32) -> VirResult<()> {
+    if flags & 2 != 0 && flags & 4 != 0 {
+        return Err(VirError::invalid_arg(
+            ErrorDomain::Domain,
+            "Flags 'VIR_DOMAIN_SAVE_RUNNING' and 'VIR_DOMAIN_SAVE_PAUSED' are mutually exclusive",
+        ));
+    }
+    Ok(())
+}
+
+/// The managed-save image of the domain a call names, or libvirt's error when it has none.
+fn managed_image(conn: &Connection, r: &NonnullDomain) -> VirResult<std::path::PathBuf> {
+    find(conn, r)?.managed_save_path()?.ok_or_else(|| {
+        VirError::operation_invalid(
+            conn.error_domain(),
+            "domain does not have managed save image",
+        )
+    })
+}
+
+/// The typed parameters of `virDomainGetJobStats` for a job's counters.
+fn job_stats(i: &vireo_actors::domain::JobInfo) -> Vec<vireo_wire::types::TypedParam> {
+    vireo_wire::types::typed_params_to_wire(&i.params())
 }
 
 fn truncate<T>(mut v: Vec<T>, max: i32) -> Vec<T> {
@@ -102,6 +146,19 @@ fn is_domain_proc(p: P) -> bool {
             | P::DomainGetMaxVcpus
             | P::DomainHasManagedSaveImage
             | P::DomainManagedSaveRemove
+            | P::DomainSave
+            | P::DomainSaveFlags
+            | P::DomainRestore
+            | P::DomainRestoreFlags
+            | P::DomainManagedSave
+            | P::DomainSaveImageGetXmlDesc
+            | P::DomainSaveImageDefineXml
+            | P::DomainManagedSaveGetXmlDesc
+            | P::DomainManagedSaveDefineXml
+            | P::DomainGetJobInfo
+            | P::DomainGetJobStats
+            | P::DomainAbortJob
+            | P::DomainAbortJobFlags
             | P::DomainGetSchedulerType
             | P::DomainGetSecurityLabel
             | P::DomainGetMessages
@@ -195,9 +252,19 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
         }
         P::DomainCreateWithFlags => {
             let a: DomainFlagsArgs = args(payload)?;
-            check_flags(conn, a.flags, 1, "testDomainCreateWithFlags")?;
+            if is_test(conn) {
+                check_flags(conn, a.flags, 1, "testDomainCreateWithFlags")?;
+            } else {
+                // PAUSED, AUTODESTROY, BYPASS_CACHE, FORCE_BOOT, RESET_NVRAM.
+                check_flags(
+                    conn,
+                    a.flags,
+                    1 | 2 | 4 | 8 | 16,
+                    "qemuDomainCreateWithFlags",
+                )?;
+            }
             let d = find(conn, &a.dom)?;
-            d.start(a.flags & 1 != 0).await?;
+            d.start_with(a.flags & 1 != 0, a.flags & 8 != 0).await?;
             ret(&DomainRet { dom: dom_ref(&d) })
         }
         P::DomainDestroy => {
@@ -366,6 +433,123 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
             let a: DomainFlagsArgs = args(payload)?;
             check_flags(conn, a.flags, 0, "testDomainManagedSaveRemove")?;
             find(conn, &a.dom)?.managed_save_remove().await?;
+            void()
+        }
+        P::DomainSave => {
+            let a: DomainSaveArgs = args(payload)?;
+            find(conn, &a.dom)?.save(Path::new(&a.to), None, 0).await?;
+            void()
+        }
+        P::DomainSaveFlags => {
+            let a: DomainSaveFlagsArgs = args(payload)?;
+            find(conn, &a.dom)?
+                .save(Path::new(&a.to), a.dxml.as_deref(), a.flags)
+                .await?;
+            void()
+        }
+        P::DomainRestore => {
+            let a: DomainRestoreArgs = args(payload)?;
+            conn.restore(Path::new(&a.from), None, 0).await?;
+            void()
+        }
+        P::DomainRestoreFlags => {
+            let a: DomainRestoreFlagsArgs = args(payload)?;
+            if is_test(conn) {
+                check_flags(conn, a.flags, 0, "testDomainRestoreFlags")?;
+            } else {
+                check_flags(conn, a.flags, 7, "qemuDomainRestoreFlags")?;
+                exclusive_save_flags(a.flags)?;
+            }
+            conn.restore(Path::new(&a.from), a.dxml.as_deref(), a.flags)
+                .await?;
+            void()
+        }
+        P::DomainManagedSave => {
+            let a: DomainFlagsArgs = args(payload)?;
+            find(conn, &a.dom)?.managed_save(a.flags).await?;
+            void()
+        }
+        P::DomainSaveImageGetXmlDesc => {
+            let a: SaveImageXmlArgs = args(payload)?;
+            check_flags(conn, a.flags, 1, "virDomainSaveImageGetXMLDesc")?;
+            if s.read_only() && a.flags & 1 != 0 {
+                return Err(VirError::operation_denied(
+                    ErrorDomain::Domain,
+                    "virDomainSaveImageGetXMLDesc with secure flag",
+                ));
+            }
+            let xml = conn.save_image_xml(Path::new(&a.file), a.flags).await?;
+            ret(&StringRet { value: xml })
+        }
+        P::DomainSaveImageDefineXml => {
+            let a: SaveImageDefineXmlArgs = args(payload)?;
+            check_flags(conn, a.flags, 2 | 4, "virDomainSaveImageDefineXML")?;
+            exclusive_save_flags(a.flags)?;
+            conn.save_image_define_xml(Path::new(&a.file), &a.dxml, a.flags)
+                .await?;
+            void()
+        }
+        P::DomainManagedSaveGetXmlDesc if !is_test(conn) => {
+            let a: DomainFlagsArgs = args(payload)?;
+            check_flags(conn, a.flags, 1, "qemuDomainManagedSaveGetXMLDesc")?;
+            let path = managed_image(conn, &a.dom)?;
+            let xml = conn.save_image_xml(&path, a.flags).await?;
+            ret(&StringRet { value: xml })
+        }
+        P::DomainManagedSaveDefineXml if !is_test(conn) => {
+            let a: DomainManagedSaveDefineXmlArgs = args(payload)?;
+            check_flags(conn, a.flags, 2 | 4, "qemuDomainManagedSaveDefineXML")?;
+            exclusive_save_flags(a.flags)?;
+            let path = managed_image(conn, &a.dom)?;
+            let dxml = a.dxml.ok_or_else(|| {
+                VirError::invalid_arg(
+                    ErrorDomain::Domain,
+                    "dxml in virDomainManagedSaveDefineXML must not be NULL",
+                )
+            })?;
+            conn.save_image_define_xml(&path, &dxml, a.flags).await?;
+            void()
+        }
+        P::DomainGetJobInfo if !is_test(conn) => {
+            let a: DomainArgs = args(payload)?;
+            let i = active(find(conn, &a.dom)?)?.job_info().await?;
+            ret(&DomainGetJobInfoRet {
+                type_: i.job_type,
+                time_elapsed: i.elapsed_ms,
+                data_total: i.data_total,
+                data_processed: i.data_processed,
+                data_remaining: i.data_remaining,
+                mem_total: i.data_total,
+                mem_processed: i.data_processed,
+                mem_remaining: i.data_remaining,
+                ..Default::default()
+            })
+        }
+        P::DomainGetJobStats if !is_test(conn) => {
+            let a: DomainFlagsArgs = args(payload)?;
+            // COMPLETED, KEEP_COMPLETED.
+            check_flags(conn, a.flags, 1 | 2, "qemuDomainGetJobStats")?;
+            let d = find(conn, &a.dom)?;
+            let i = if a.flags & 1 != 0 {
+                d.completed_job(a.flags & 2 != 0).unwrap_or_default()
+            } else {
+                active(d)?.job_info().await?
+            };
+            ret(&DomainGetJobStatsRet {
+                type_: i.job_type,
+                params: job_stats(&i),
+            })
+        }
+        P::DomainAbortJob if !is_test(conn) => {
+            let a: DomainArgs = args(payload)?;
+            active(find(conn, &a.dom)?)?.abort_job().await?;
+            void()
+        }
+        P::DomainAbortJobFlags if !is_test(conn) => {
+            let a: DomainFlagsArgs = args(payload)?;
+            // POSTCOPY (1) concerns migrations only.
+            check_flags(conn, a.flags, 0, "qemuDomainAbortJobFlags")?;
+            active(find(conn, &a.dom)?)?.abort_job().await?;
             void()
         }
         P::DomainGetSchedulerType => {

@@ -460,6 +460,14 @@ fn encode(ev: &Event, cb: i32, legacy: bool) -> Option<Bytes> {
                         iteration: *iteration,
                     },
                 ),
+                DomainEvent::JobCompleted { stats } => encode_event(
+                    P::DomainEventCallbackJobCompleted,
+                    &DomainEventCallbackJobCompletedMsg {
+                        callback_id: cb,
+                        dom: dom(),
+                        params: vireo_wire::types::typed_params_to_wire(stats),
+                    },
+                ),
                 // Other domain events are not raised by any Vireo driver yet.
                 _ => return None,
             }

@@ -644,6 +644,74 @@ crate::xdr_struct! {
         pub flags: u32,
     }
 
+    /// DOMAIN_GET_JOB_INFO reply (`virDomainJobInfo`).
+    #[derive(Eq, Default)]
+    pub struct DomainGetJobInfoRet {
+        /// `virDomainJobType`.
+        pub type_: i32,
+        /// Milliseconds since the job started.
+        pub time_elapsed: u64,
+        /// Estimated milliseconds left.
+        pub time_remaining: u64,
+        /// Total bytes.
+        pub data_total: u64,
+        /// Bytes done.
+        pub data_processed: u64,
+        /// Bytes left.
+        pub data_remaining: u64,
+        /// Memory bytes total.
+        pub mem_total: u64,
+        /// Memory bytes done.
+        pub mem_processed: u64,
+        /// Memory bytes left.
+        pub mem_remaining: u64,
+        /// File bytes total.
+        pub file_total: u64,
+        /// File bytes done.
+        pub file_processed: u64,
+        /// File bytes left.
+        pub file_remaining: u64,
+    }
+
+    /// DOMAIN_GET_JOB_STATS reply.
+    pub struct DomainGetJobStatsRet {
+        /// `virDomainJobType`.
+        pub type_: i32,
+        /// The statistics.
+        pub params: Vec<TypedParam> [max DOMAIN_JOB_STATS_MAX],
+    }
+
+    /// DOMAIN_SAVE_IMAGE_GET_XML_DESC arguments.
+    #[derive(Eq)]
+    pub struct SaveImageXmlArgs {
+        /// The image path on the daemon host.
+        pub file: String,
+        /// `VIR_DOMAIN_SAVE_IMAGE_XML_SECURE`.
+        pub flags: u32,
+    }
+
+    /// DOMAIN_SAVE_IMAGE_DEFINE_XML arguments.
+    #[derive(Eq)]
+    pub struct SaveImageDefineXmlArgs {
+        /// The image path on the daemon host.
+        pub file: String,
+        /// The replacement domain XML.
+        pub dxml: String,
+        /// `VIR_DOMAIN_SAVE_RUNNING` / `_PAUSED`.
+        pub flags: u32,
+    }
+
+    /// DOMAIN_MANAGED_SAVE_DEFINE_XML arguments.
+    #[derive(Eq)]
+    pub struct DomainManagedSaveDefineXmlArgs {
+        /// The domain.
+        pub dom: NonnullDomain,
+        /// The replacement domain XML.
+        pub dxml: Option<String>,
+        /// `VIR_DOMAIN_SAVE_RUNNING` / `_PAUSED`.
+        pub flags: u32,
+    }
+
     /// DOMAIN_CORE_DUMP arguments.
     #[derive(Eq)]
     pub struct DomainCoreDumpArgs {

@@ -173,8 +173,8 @@ crate::remote_procedures! {
 160 DOMAIN_ATTACH_DEVICE_FLAGS DomainAttachDeviceFlags(DomainXmlFlagsArgs) -> ();
 161 DOMAIN_DETACH_DEVICE_FLAGS DomainDetachDeviceFlags(DomainXmlFlagsArgs) -> ();
 162 CONNECT_BASELINE_CPU ConnectBaselineCpu [readonly_ok];
-163 DOMAIN_GET_JOB_INFO DomainGetJobInfo [readonly_ok];
-164 DOMAIN_ABORT_JOB DomainAbortJob;
+163 DOMAIN_GET_JOB_INFO DomainGetJobInfo(DomainArgs) -> DomainGetJobInfoRet [readonly_ok];
+164 DOMAIN_ABORT_JOB DomainAbortJob(DomainArgs) -> ();
 165 STORAGE_VOL_WIPE StorageVolWipe(StorageVolFlagsArgs) -> ();
 166 DOMAIN_MIGRATE_SET_MAX_DOWNTIME DomainMigrateSetMaxDowntime;
 167 CONNECT_DOMAIN_EVENT_REGISTER_ANY ConnectDomainEventRegisterAny(EventIdArgs) -> () [readonly_ok priority];
@@ -245,8 +245,8 @@ crate::remote_procedures! {
 232 DOMAIN_SAVE_FLAGS DomainSaveFlags(DomainSaveFlagsArgs) -> ();
 233 DOMAIN_RESTORE_FLAGS DomainRestoreFlags(DomainRestoreFlagsArgs) -> ();
 234 DOMAIN_DESTROY_FLAGS DomainDestroyFlags(DomainFlagsArgs) -> () [priority];
-235 DOMAIN_SAVE_IMAGE_GET_XML_DESC DomainSaveImageGetXmlDesc [priority];
-236 DOMAIN_SAVE_IMAGE_DEFINE_XML DomainSaveImageDefineXml [priority];
+235 DOMAIN_SAVE_IMAGE_GET_XML_DESC DomainSaveImageGetXmlDesc(SaveImageXmlArgs) -> StringRet [priority];
+236 DOMAIN_SAVE_IMAGE_DEFINE_XML DomainSaveImageDefineXml(SaveImageDefineXmlArgs) -> () [priority];
 237 DOMAIN_BLOCK_JOB_ABORT DomainBlockJobAbort;
 238 DOMAIN_GET_BLOCK_JOB_INFO DomainGetBlockJobInfo [readonly_ok];
 239 DOMAIN_BLOCK_JOB_SET_SPEED DomainBlockJobSetSpeed;
@@ -308,7 +308,7 @@ crate::remote_procedures! {
 295 DOMAIN_SEND_PROCESS_SIGNAL DomainSendProcessSignal;
 296 DOMAIN_OPEN_CHANNEL DomainOpenChannel(DomainOpenConsoleArgs) -> () [stream];
 297 NODE_DEVICE_LOOKUP_SCSI_HOST_BY_WWN NodeDeviceLookupScsiHostByWwn [readonly_ok priority];
-298 DOMAIN_GET_JOB_STATS DomainGetJobStats [readonly_ok];
+298 DOMAIN_GET_JOB_STATS DomainGetJobStats(DomainFlagsArgs) -> DomainGetJobStatsRet [readonly_ok];
 299 DOMAIN_MIGRATE_GET_COMPRESSION_CACHE DomainMigrateGetCompressionCache;
 300 DOMAIN_MIGRATE_SET_COMPRESSION_CACHE DomainMigrateSetCompressionCache;
 301 NODE_DEVICE_DETACH_FLAGS NodeDeviceDetachFlags;
@@ -398,8 +398,8 @@ crate::remote_procedures! {
 385 DOMAIN_EVENT_BLOCK_THRESHOLD DomainEventBlockThreshold(DomainEventBlockThresholdMsg) -> () [event];
 386 DOMAIN_SET_BLOCK_THRESHOLD DomainSetBlockThreshold;
 387 DOMAIN_MIGRATE_GET_MAX_DOWNTIME DomainMigrateGetMaxDowntime;
-388 DOMAIN_MANAGED_SAVE_GET_XML_DESC DomainManagedSaveGetXmlDesc [readonly_ok];
-389 DOMAIN_MANAGED_SAVE_DEFINE_XML DomainManagedSaveDefineXml;
+388 DOMAIN_MANAGED_SAVE_GET_XML_DESC DomainManagedSaveGetXmlDesc(DomainFlagsArgs) -> StringRet [readonly_ok];
+389 DOMAIN_MANAGED_SAVE_DEFINE_XML DomainManagedSaveDefineXml(DomainManagedSaveDefineXmlArgs) -> ();
 390 DOMAIN_SET_LIFECYCLE_ACTION DomainSetLifecycleAction;
 391 STORAGE_POOL_LOOKUP_BY_TARGET_PATH StoragePoolLookupByTargetPath [readonly_ok priority];
 392 DOMAIN_DETACH_DEVICE_ALIAS DomainDetachDeviceAlias;
@@ -452,7 +452,7 @@ crate::remote_procedures! {
 439 DOMAIN_SET_LAUNCH_SECURITY_STATE DomainSetLaunchSecurityState;
 440 DOMAIN_SAVE_PARAMS DomainSaveParams;
 441 DOMAIN_RESTORE_PARAMS DomainRestoreParams;
-442 DOMAIN_ABORT_JOB_FLAGS DomainAbortJobFlags;
+442 DOMAIN_ABORT_JOB_FLAGS DomainAbortJobFlags(DomainFlagsArgs) -> ();
 443 DOMAIN_FD_ASSOCIATE DomainFdAssociate;
 444 NETWORK_SET_METADATA NetworkSetMetadata;
 445 NETWORK_GET_METADATA NetworkGetMetadata [readonly_ok];
