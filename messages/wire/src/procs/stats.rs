@@ -93,3 +93,57 @@ crate::xdr_struct! {
         pub flags: u32,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xdr::{CharArray, from_bytes_exact, to_bytes};
+    use uuid::Uuid;
+
+    #[test]
+    fn stats_record_layout_is_domain_then_typed_params() {
+        let r = ConnectGetAllDomainStatsRet {
+            ret_stats: vec![DomainStatsRecord {
+                dom: NonnullDomain::new("t", Uuid::nil(), None),
+                params: vec![TypedParam {
+                    field: "state.state".into(),
+                    value: TypedParamValue::Int(5),
+                }],
+            }],
+        };
+        let b = to_bytes(&r);
+        // count 1; name "t" (4 + 4); uuid (16); id -1; 1 param: "state.state" (4 + 12),
+        // type 1, value 5.
+        assert_eq!(b.len(), 4 + 8 + 16 + 4 + 4 + 16 + 4 + 4);
+        assert_eq!(&b[28..32], &(-1i32).to_be_bytes());
+        assert_eq!(&b[b.len() - 8..], &[0, 0, 0, 1, 0, 0, 0, 5]);
+        assert_eq!(
+            from_bytes_exact::<ConnectGetAllDomainStatsRet>(&b).unwrap(),
+            r
+        );
+    }
+
+    #[test]
+    fn label_list_and_memory_stats_round_trip() {
+        let l = DomainGetSecurityLabelListRet {
+            labels: vec![SecurityLabel {
+                label: CharArray::with_nul(""),
+                enforcing: 0,
+            }],
+            ret: 1,
+        };
+        let b = to_bytes(&l);
+        // count 1; char<> of one NUL (4 + 4 padded); enforcing; ret.
+        assert_eq!(b.len(), 4 + 8 + 4 + 4);
+        assert_eq!(
+            from_bytes_exact::<DomainGetSecurityLabelListRet>(&b).unwrap(),
+            l
+        );
+        let m = DomainMemoryStatsRet {
+            stats: vec![DomainMemoryStat { tag: 6, val: 32768 }],
+        };
+        let b = to_bytes(&m);
+        assert_eq!(&b[..], &[0, 0, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0x80, 0]);
+        assert_eq!(from_bytes_exact::<DomainMemoryStatsRet>(&b).unwrap(), m);
+    }
+}
