@@ -88,8 +88,11 @@ pub struct DomainInfo {
     pub max_mem_kib: u64,
     /// Current memory in KiB.
     pub mem_kib: u64,
-    /// Number of virtual CPUs.
+    /// Virtual CPUs online (`<vcpu current=…>`, else the maximum): what
+    /// `virDomainGetInfo` reports.
     pub vcpus: u32,
+    /// The maximum number of virtual CPUs (`<vcpu>`).
+    pub max_vcpus: u32,
     /// CPU time used, in nanoseconds.
     pub cpu_time_ns: u64,
     /// What the running guest has used (CPU split, RSS, vCPUs), when its driver can
@@ -542,6 +545,7 @@ pub(crate) fn dormant_info(e: &crate::directory::DomainEntry, d: &Dormant) -> Do
         max_mem_kib: d.max_mem_kib,
         mem_kib: d.mem_kib,
         vcpus: d.vcpus,
+        max_vcpus: d.max_vcpus,
         cpu_time_ns: 0,
         usage: None,
         updated: false,
@@ -639,7 +643,8 @@ impl DomainActorState {
             managed_save: self.managed_save,
             max_mem_kib: def.memory_kib(),
             mem_kib: def.current_memory_kib(),
-            vcpus: def.vcpus(),
+            vcpus: def.current_vcpus(),
+            max_vcpus: def.vcpus(),
             // libvirt's test driver reports the wall clock; real guests their CPU time
             // (the last value read while a job holds the guest).
             cpu_time_ns: match (active, self.flavour()) {

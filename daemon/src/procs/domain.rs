@@ -410,15 +410,19 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
             let a: DomainFlagsArgs = args(payload)?;
             check_flags(conn, a.flags, 1 | 2 | 4 | 8, "testDomainGetVcpusFlags")?;
             let i = find(conn, &a.dom)?.info().await?;
-            ret(&IntRet {
-                value: i.vcpus as i32,
-            })
+            // VIR_DOMAIN_VCPU_MAXIMUM (4) asks for the maximum, else the current count.
+            let n = if a.flags & 4 != 0 {
+                i.max_vcpus
+            } else {
+                i.vcpus
+            };
+            ret(&IntRet { value: n as i32 })
         }
         P::DomainGetMaxVcpus => {
             let a: DomainArgs = args(payload)?;
             let i = find(conn, &a.dom)?.info().await?;
             ret(&IntRet {
-                value: i.vcpus as i32,
+                value: i.max_vcpus as i32,
             })
         }
         P::DomainHasManagedSaveImage => {
