@@ -31,8 +31,10 @@ pub struct Dormant {
     pub max_mem_kib: u64,
     /// `<currentMemory>` in KiB.
     pub mem_kib: u64,
-    /// `<vcpu>`.
+    /// vCPUs online at boot (`<vcpu current=…>`, else `<vcpu>`).
     pub vcpus: u32,
+    /// `<vcpu>`: the maximum.
+    pub max_vcpus: u32,
 }
 
 impl Dormant {
@@ -47,7 +49,8 @@ impl Dormant {
             xml: xml.into_boxed_str(),
             max_mem_kib: def.memory_kib(),
             mem_kib: def.current_memory_kib(),
-            vcpus: def.vcpus(),
+            vcpus: def.current_vcpus(),
+            max_vcpus: def.vcpus(),
         }
     }
 

@@ -321,7 +321,6 @@ fn autostart_domain_starts_when_vireod_restarts_after_sigterm() {
 /// `--state --vcpu --balloon`; without flags also `cpu.time cpu.user cpu.system`,
 /// `net.count=0`, `block.count=0` and more.
 #[test]
-#[ignore = "vireod does not implement CONNECT_GET_ALL_DOMAIN_STATS (proc 344) yet; reported to the coordinator"]
 fn domstats_shows_state_vcpus_and_balloon_of_a_qemu_guest() {
     if !have_virsh() || !have_qemu() {
         return;
@@ -343,14 +342,143 @@ fn domstats_shows_state_vcpus_and_balloon_of_a_qemu_guest() {
         assert!(out.contains(want), "domstats lacks {want:?}:\n{out}");
     }
     let all = q.virsh_ok(&["domstats", "stats1"]);
-    assert!(all.contains("state.state=1"), "{all}");
+    for want in [
+        "state.state=1",
+        "cpu.time=",
+        "cpu.user=",
+        "cpu.system=",
+        "balloon.last-update=0",
+        "balloon.rss=",
+        "vcpu.0.state=1",
+        "vcpu.0.time=",
+        "vcpu.0.wait=",
+        "vcpu.0.delay=",
+        "net.count=0",
+        "block.count=0",
+    ] {
+        assert!(all.contains(want), "domstats lacks {want:?}:\n{all}");
+    }
+    // Groups Vireo cannot give: left out, or refused under --enforce.
+    assert_eq!(
+        q.virsh_ok(&["domstats", "--perf", "stats1"]).trim(),
+        "Domain: 'stats1'"
+    );
+    let o = q.virsh(&["domstats", "--perf", "--enforce", "stats1"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("Stats types bits 0x40 are not supported by this daemon"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     q.virsh_ok(&["destroy", "stats1"]);
+    // Shut off: the definition's figures only.
+    let off = q.virsh_ok(&["domstats", "stats1"]);
+    assert_eq!(
+        off.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>(),
+        [
+            "Domain: 'stats1'",
+            "state.state=5",
+            "state.reason=2",
+            "balloon.current=32768",
+            "balloon.maximum=32768",
+            "vcpu.current=1",
+            "vcpu.maximum=1",
+            "block.count=0",
+        ]
+    );
+}
+
+/// `virsh dommemstat` on qemu:///: libvirtd 9.0 prints the balloon size, a
+/// last_update of 0 (no guest balloon driver reports) and the QEMU process's RSS;
+/// a shut-off guest has none.
+#[test]
+fn dommemstat_of_a_qemu_guest() {
+    if !have_virsh() || !have_qemu() {
+        return;
+    }
+    let q = Q::start();
+    q.define("mem1", "qemu");
+    let o = q.virsh(&["dommemstat", "mem1"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("domain is not running"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    q.virsh_ok(&["start", "mem1"]);
+    q.wait_state("mem1", "running (booted)");
+    let out = q.virsh_ok(&["dommemstat", "mem1"]);
+    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], "actual 32768");
+    assert_eq!(lines[1], "last_update 0");
+    let rss: u64 = lines[2].strip_prefix("rss ").unwrap().parse().unwrap();
+    assert!(rss > 1024, "{out}");
+    q.virsh_ok(&["destroy", "mem1"]);
+}
+
+/// What libvirtd 9.0 with `security_driver = "none"` shows in `virsh dominfo`, the OS
+/// type from the definition, and no scheduler (Vireo uses no cgroup CPU controller).
+#[test]
+fn dominfo_security_os_type_and_schedinfo_of_a_qemu_guest() {
+    if !have_virsh() || !have_qemu() {
+        return;
+    }
+    let q = Q::start();
+    q.define("sec1", "qemu");
+    for running in [false, true] {
+        if running {
+            q.virsh_ok(&["start", "sec1"]);
+            q.wait_state("sec1", "running (booted)");
+        }
+        let info = q.virsh_ok(&["dominfo", "sec1"]);
+        assert!(info.contains("OS Type:        hvm\n"), "{info}");
+        assert!(info.contains("Security model: none\n"), "{info}");
+        assert!(info.contains("Security DOI:   0\n"), "{info}");
+        assert!(!info.contains("Security label:"), "{info}");
+        if common::have_python_libvirt() {
+            // One (empty) label per security driver while running, none when off.
+            let o = Command::new("/usr/bin/python3")
+                .args([
+                    "-c",
+                    "import libvirt, sys; c = libvirt.open(sys.argv[1]); \
+                     d = c.lookupByName('sec1'); \
+                     print(d.securityLabelList(), d.securityLabel(), d.OSType(), \
+                     c.getSecurityModel())",
+                    &q.uri(),
+                ])
+                .output()
+                .unwrap();
+            let want = if running {
+                "[['', False]] ['', False] hvm ['none', '0']"
+            } else {
+                "[] ['', False] hvm ['none', '0']"
+            };
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout).trim(),
+                want,
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+    let o = q.virsh(&["schedinfo", "sec1"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not supported"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    q.virsh_ok(&["destroy", "sec1"]);
 }
 
 /// virsh prints "CPU time:" only when the domain's cpuTime is non-zero (libvirtd 9.0
 /// shows `CPU time:       0.6s` for this guest after a second).
 #[test]
-#[ignore = "the domain actor reports cpuTime 0 for qemu guests (Guest::cpu_time_ns exists; actors/src/domain must use it); reported to the coordinator"]
 fn dominfo_shows_cpu_time_of_a_running_qemu_guest() {
     if !have_virsh() || !have_qemu() {
         return;

@@ -23,8 +23,8 @@ use vireo_messages::{ErrorDomain, VirError, VirResult};
 use vireo_xml::DomainDef;
 
 use crate::hypervisor::{
-    BoxFuture, Flavour, Guest, GuestEvent, Hypervisor, SaveControl, ShutdownOutcome, StartOptions,
-    Started,
+    BoxFuture, Flavour, Guest, GuestEvent, GuestUsage, Hypervisor, SaveControl, ShutdownOutcome,
+    StartOptions, Started,
 };
 
 /// The fake hypervisor; clones share their script.
@@ -40,6 +40,7 @@ struct Inner {
     guest_decides_shutdown: Mutex<bool>,
     guests: Mutex<HashMap<String, mpsc::UnboundedSender<GuestEvent>>>,
     starts: Mutex<u32>,
+    usage_reads: Mutex<u64>,
     flavour: Mutex<Option<Flavour>>,
     save: Mutex<SaveScript>,
     restored: Mutex<Vec<(String, u64)>>,
@@ -105,6 +106,12 @@ impl FakeHypervisor {
             Some(tx) => tx.send(ev).is_ok(),
             None => false,
         }
+    }
+
+    /// How many times a guest's usage was read. Each read reports this count (after
+    /// the read) as its user CPU time, so a test can tell fresh reads from kept ones.
+    pub fn usage_reads(&self) -> u64 {
+        *self.inner.usage_reads.lock().unwrap()
     }
 
     /// Poses as `flavour` (the default is [`Flavour::Test`]); as [`Flavour::Qemu`] the
@@ -337,6 +344,16 @@ impl Guest for FakeGuest {
 
     fn status_record(&self) -> serde_json::Value {
         serde_json::json!({ "driver": "fake", "paused": self.paused })
+    }
+
+    fn usage(&self) -> Option<GuestUsage> {
+        let mut n = self.inner.usage_reads.lock().unwrap();
+        *n += 1;
+        Some(GuestUsage {
+            cpu_user_ns: *n,
+            rss_kib: 1024,
+            ..GuestUsage::default()
+        })
     }
 
     fn save_to_fd(&mut self, sink: OwnedFd, ctl: SaveControl) -> BoxFuture<'_, VirResult<()>> {

@@ -78,6 +78,38 @@ pub enum ShutdownOutcome {
     Requested,
 }
 
+/// What a running guest has used so far, as the statistics calls report it
+/// (`virConnectGetAllDomainStats`' `cpu.*`, `balloon.rss` and `vcpu.N.*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestUsage {
+    /// CPU time in user mode, nanoseconds (all threads).
+    pub cpu_user_ns: u64,
+    /// CPU time in kernel mode, nanoseconds (all threads).
+    pub cpu_system_ns: u64,
+    /// Resident set size of the guest's process, KiB (0 when unknown).
+    pub rss_kib: u64,
+    /// Per-vCPU figures, in vCPU order (empty when the driver cannot tell).
+    pub vcpus: Vec<VcpuUsage>,
+}
+
+impl GuestUsage {
+    /// Total CPU time (user + system), nanoseconds.
+    pub fn cpu_time_ns(&self) -> u64 {
+        self.cpu_user_ns.saturating_add(self.cpu_system_ns)
+    }
+}
+
+/// One vCPU's figures (`vcpu.N.time`, `vcpu.N.wait`, `vcpu.N.delay`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VcpuUsage {
+    /// CPU time the vCPU thread used, nanoseconds.
+    pub time_ns: u64,
+    /// Time the vCPU waited for I/O as the host scheduler counts it, nanoseconds.
+    pub wait_ns: u64,
+    /// Time the vCPU was runnable but waited for a host CPU, nanoseconds.
+    pub delay_ns: u64,
+}
+
 /// A hypervisor: starts guests and finds running ones again after a restart.
 pub trait Hypervisor: Send + Sync + 'static {
     /// libvirt's type name for the connection (`virConnectGetType`), e.g. "TEST", "QEMU".
@@ -176,6 +208,12 @@ pub trait Guest: Send + 'static {
     /// cpuTime), when the driver can tell. Cheap and synchronous (QEMU: its process's
     /// user + system time from `/proc`).
     fn cpu_time_ns(&self) -> Option<u64> {
+        None
+    }
+
+    /// What the guest has used so far (CPU split, RSS, per-vCPU times), when the driver
+    /// can tell. Cheap and synchronous like [`Guest::cpu_time_ns`].
+    fn usage(&self) -> Option<GuestUsage> {
         None
     }
 

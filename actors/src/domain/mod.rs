@@ -42,7 +42,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::{mpsc, oneshot};
-use vireo_drivers::hypervisor::{Flavour, Guest, GuestEvent, ShutdownOutcome, StartOptions};
+use vireo_drivers::hypervisor::{
+    Flavour, Guest, GuestEvent, GuestUsage, ShutdownOutcome, StartOptions,
+};
 use vireo_drivers::store::StoredKind;
 use vireo_messages::event::detail;
 use vireo_messages::state::{paused, running, shutoff};
@@ -86,10 +88,16 @@ pub struct DomainInfo {
     pub max_mem_kib: u64,
     /// Current memory in KiB.
     pub mem_kib: u64,
-    /// Number of virtual CPUs.
+    /// Virtual CPUs online (`<vcpu current=…>`, else the maximum): what
+    /// `virDomainGetInfo` reports.
     pub vcpus: u32,
+    /// The maximum number of virtual CPUs (`<vcpu>`).
+    pub max_vcpus: u32,
     /// CPU time used, in nanoseconds.
     pub cpu_time_ns: u64,
+    /// What the running guest has used (CPU split, RSS, vCPUs), when its driver can
+    /// tell; the last value seen while a job holds the guest.
+    pub usage: Option<GuestUsage>,
     /// Whether the next-boot definition differs from the running one.
     pub updated: bool,
 }
@@ -310,6 +318,8 @@ pub struct DomainActorState {
     removed: bool,
     /// The domain went back to hibernation; this actor only drains its mailbox.
     hibernating: bool,
+    /// The guest's usage as last read, reported while a job holds the guest.
+    last_usage: Option<GuestUsage>,
     /// A save in flight (undone if it fails; named in the status record).
     saving: Option<save::Saving>,
 }
@@ -352,6 +362,7 @@ impl Actor for DomainActor {
             helper_failures: HashMap::new(),
             removed: false,
             hibernating: false,
+            last_usage: None,
             saving: None,
         };
         if let Some(r) = args.running {
@@ -534,7 +545,9 @@ pub(crate) fn dormant_info(e: &crate::directory::DomainEntry, d: &Dormant) -> Do
         max_mem_kib: d.max_mem_kib,
         mem_kib: d.mem_kib,
         vcpus: d.vcpus,
+        max_vcpus: d.max_vcpus,
         cpu_time_ns: 0,
+        usage: None,
         updated: false,
     }
 }
@@ -608,9 +621,18 @@ impl DomainActorState {
         self.live.as_ref().unwrap_or(&self.config)
     }
 
-    fn info(&self) -> DomainInfo {
-        let def = self.current_def();
+    fn info(&mut self) -> DomainInfo {
         let active = self.state.state.is_active();
+        // While a job has taken the guest out of the actor, report what was last read.
+        if let Some(u) = self.guest.as_ref().and_then(|g| g.usage()) {
+            self.last_usage = Some(u);
+        }
+        let usage = if active {
+            self.last_usage.clone()
+        } else {
+            None
+        };
+        let def = self.current_def();
         DomainInfo {
             name: self.name.clone(),
             uuid: self.uuid,
@@ -621,18 +643,20 @@ impl DomainActorState {
             managed_save: self.managed_save,
             max_mem_kib: def.memory_kib(),
             mem_kib: def.current_memory_kib(),
-            vcpus: def.vcpus(),
+            vcpus: def.current_vcpus(),
+            max_vcpus: def.vcpus(),
             // libvirt's test driver reports the wall clock; real guests their CPU time
-            // (0 while a job holds the guest).
+            // (the last value read while a job holds the guest).
             cpu_time_ns: match (active, self.flavour()) {
                 (false, _) => 0,
                 (true, Flavour::Test) => now_ns(),
-                (true, _) => self
-                    .guest
+                (true, _) => usage
                     .as_ref()
-                    .and_then(|g| g.cpu_time_ns())
+                    .map(GuestUsage::cpu_time_ns)
+                    .or_else(|| self.guest.as_ref().and_then(|g| g.cpu_time_ns()))
                     .unwrap_or(0),
             },
+            usage,
             updated: self.live.is_some()
                 && self.persistent
                 && self.live.as_ref() != Some(&self.config),
@@ -710,6 +734,7 @@ impl DomainActorState {
             }
         });
         self.guest = Some(started.guest);
+        self.last_usage = None;
         self.live = Some(live);
         self.id = Some(DomainId(id));
         self.state = state;

@@ -397,11 +397,17 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
         }
         P::DomainGetOsType => {
             let a: DomainArgs = args(payload)?;
-            find(conn, &a.dom)?;
-            // libvirt 9.0's test driver answers "linux" for every domain.
-            ret(&StringRet {
-                value: "linux".into(),
-            })
+            let d = find(conn, &a.dom)?;
+            // libvirt 9.0's test driver answers "linux" for every domain; the qemu
+            // driver the definition's OS type.
+            let value = if conn.type_name() == "QEMU" {
+                vireo_xml::DomainDef::parse(&d.xml(0).await?)?
+                    .os_type()
+                    .unwrap_or_else(|| "hvm".into())
+            } else {
+                "linux".into()
+            };
+            ret(&StringRet { value })
         }
         P::DomainGetMaxMemory => {
             let a: DomainArgs = args(payload)?;
@@ -414,15 +420,19 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
             let a: DomainFlagsArgs = args(payload)?;
             check_flags(conn, a.flags, 1 | 2 | 4 | 8, "testDomainGetVcpusFlags")?;
             let i = find(conn, &a.dom)?.info().await?;
-            ret(&IntRet {
-                value: i.vcpus as i32,
-            })
+            // VIR_DOMAIN_VCPU_MAXIMUM (4) asks for the maximum, else the current count.
+            let n = if a.flags & 4 != 0 {
+                i.max_vcpus
+            } else {
+                i.vcpus
+            };
+            ret(&IntRet { value: n as i32 })
         }
         P::DomainGetMaxVcpus => {
             let a: DomainArgs = args(payload)?;
             let i = find(conn, &a.dom)?.info().await?;
             ret(&IntRet {
-                value: i.vcpus as i32,
+                value: i.max_vcpus as i32,
             })
         }
         P::DomainHasManagedSaveImage => {

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod events;
 pub mod network;
 pub mod node;
+pub mod stats;
 pub mod storage;
 pub mod transfer;
 
@@ -199,6 +200,10 @@ async fn dispatch(s: &Arc<Session>, h: &Header, payload: &[u8]) -> VirResult<Byt
         ));
     }
     if let Some(r) = transfer::handle(s, h, p, payload).await {
+        return r;
+    }
+    // Statistics, scheduler and security labels, per driver (before node/domain).
+    if let Some(r) = stats::handle(s, p, payload).await {
         return r;
     }
     let handled = match connect::handle(s, p, payload).await {

@@ -51,8 +51,8 @@ use super::migrate::{self, MigrationState};
 use super::process::{self, ProcessError, QemuProcess};
 use super::qmp::{Qmp, QmpError, QmpEvent};
 use crate::hypervisor::{
-    BoxFuture, Flavour, Guest, GuestEvent, Hypervisor, SaveControl, ShutdownOutcome, StartOptions,
-    Started,
+    BoxFuture, Flavour, Guest, GuestEvent, GuestUsage, Hypervisor, SaveControl, ShutdownOutcome,
+    StartOptions, Started,
 };
 
 const ERR: ErrorDomain = ErrorDomain::Qemu;
@@ -833,6 +833,13 @@ impl Guest for QemuGuest {
             return None;
         }
         process::cpu_time_ns(self.pid)
+    }
+
+    fn usage(&self) -> Option<GuestUsage> {
+        if self.exited() {
+            return None;
+        }
+        process::usage(self.pid)
     }
 
     fn save_to_fd(&mut self, sink: OwnedFd, ctl: SaveControl) -> BoxFuture<'_, VirResult<()>> {

@@ -23,6 +23,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::net::UnixStream;
 
+use crate::hypervisor::{GuestUsage, VcpuUsage};
+
 /// How many lines of QEMU's log a start error quotes.
 pub const LOG_TAIL_LINES: usize = 6;
 
@@ -377,6 +379,114 @@ pub fn cpu_time_ns(pid: u32) -> Option<u64> {
     Some((utime + stime).saturating_mul(1_000_000_000 / hz))
 }
 
+/// The fields of a `/proc/.../stat` file after "PID (comm)": index 0 is the state
+/// (field 3), so field N of proc(5) is at index N - 3.
+fn stat_fields(path: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+fn ns_per_tick() -> u64 {
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&h| h > 0)
+        .unwrap_or(100) as u64;
+    1_000_000_000 / hz
+}
+
+/// (utime, stime) in nanoseconds from a stat file's fields.
+fn cpu_split(fields: &[String]) -> Option<(u64, u64)> {
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let tick = ns_per_tick();
+    Some((utime.saturating_mul(tick), stime.saturating_mul(tick)))
+}
+
+/// The vCPU index of a QEMU thread named by `debug-threads=on` ("CPU 0/KVM",
+/// "CPU 1/TCG").
+fn vcpu_index(comm: &str) -> Option<usize> {
+    let rest = comm.trim().strip_prefix("CPU ")?;
+    let (n, accel) = rest.split_once('/')?;
+    (!accel.is_empty()).then_some(())?;
+    n.parse().ok()
+}
+
+/// The figures of one vCPU thread `tid` of `pid`: CPU time from its stat file, the
+/// run delay from `schedstat` (second field) and the wait time from `sched`
+/// (`wait_sum`, milliseconds; 0 when the kernel keeps no schedstats).
+fn vcpu_usage(pid: u32, tid: &str) -> VcpuUsage {
+    let base = format!("/proc/{pid}/task/{tid}");
+    let time_ns = stat_fields(&format!("{base}/stat"))
+        .and_then(|f| cpu_split(&f))
+        .map(|(u, s)| u + s)
+        .unwrap_or(0);
+    let delay_ns = std::fs::read_to_string(format!("{base}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    let wait_ns = std::fs::read_to_string(format!("{base}/sched"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| {
+                    l.trim_start()
+                        .split(':')
+                        .next()
+                        .is_some_and(|k| k.trim().ends_with("wait_sum"))
+                })
+                .and_then(|l| l.split(':').nth(1))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .map(|ms| (ms * 1_000_000.0) as u64)
+        .unwrap_or(0);
+    VcpuUsage {
+        time_ns,
+        wait_ns,
+        delay_ns,
+    }
+}
+
+/// What the live QEMU process `pid` has used: user and system CPU time, resident set
+/// size and, when its threads carry `debug-threads=on` names, each vCPU thread's
+/// figures (what libvirt's qemu driver reports in `cpu.*`, `balloon.rss` and
+/// `vcpu.N.*`). `None` if the process is gone.
+pub fn usage(pid: u32) -> Option<GuestUsage> {
+    let fields = stat_fields(&format!("/proc/{pid}/stat"))?;
+    let (cpu_user_ns, cpu_system_ns) = cpu_split(&fields)?;
+    let page_kib = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .filter(|&p| p > 0)
+        .unwrap_or(4096) as u64
+        / 1024;
+    let rss_kib = fields
+        .get(21)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        .saturating_mul(page_kib);
+    let mut vcpus: Vec<(usize, VcpuUsage)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for ent in dir.flatten() {
+            let tid = ent.file_name().to_string_lossy().into_owned();
+            let Ok(comm) = std::fs::read_to_string(ent.path().join("comm")) else {
+                continue;
+            };
+            if let Some(n) = vcpu_index(&comm) {
+                vcpus.push((n, vcpu_usage(pid, &tid)));
+            }
+        }
+    }
+    vcpus.sort_by_key(|(n, _)| *n);
+    Some(GuestUsage {
+        cpu_user_ns,
+        cpu_system_ns,
+        rss_kib,
+        vcpus: vcpus.into_iter().map(|(_, v)| v).collect(),
+    })
+}
+
 /// Whether `pid` no longer names a live process (missing, or a zombie waiting to be
 /// reaped by its parent).
 pub fn pid_gone(pid: u32) -> bool {
@@ -432,6 +542,35 @@ pub fn signal_verified(pid: u32, qmp_socket: &Path, signal: Signal) -> Result<bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vcpu_threads_are_recognised_by_their_debug_threads_name() {
+        assert_eq!(vcpu_index("CPU 0/KVM\n"), Some(0));
+        assert_eq!(vcpu_index("CPU 12/TCG"), Some(12));
+        assert_eq!(vcpu_index("CPU 1/"), None);
+        assert_eq!(vcpu_index("IO mon_iothread"), None);
+        assert_eq!(vcpu_index("qemu-system-x86"), None);
+    }
+
+    #[test]
+    fn usage_of_this_process_splits_cpu_time_and_has_an_rss() {
+        let me = std::process::id();
+        // Burn a little CPU so user time is measurable.
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(30) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        let u = usage(me).unwrap();
+        assert!(x > 0);
+        assert!(u.rss_kib > 0, "{u:?}");
+        assert!(u.cpu_time_ns() > 0, "{u:?}");
+        assert!(
+            u.vcpus.is_empty(),
+            "a test binary has no vCPU threads: {u:?}"
+        );
+        assert!(usage(u32::MAX - 1).is_none());
+    }
 
     fn sh(script: &str) -> Vec<String> {
         vec!["-c".into(), script.into()]

@@ -23,10 +23,12 @@
 //! [`RemoteProc::api_name`] can name any of them in a "not supported" error.
 
 mod events;
+mod stats;
 mod structs;
 mod table;
 
 pub use events::*;
+pub use stats::*;
 pub use structs::*;
 pub use table::{RemoteProc, typed};
 

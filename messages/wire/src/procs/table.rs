@@ -169,7 +169,7 @@ crate::remote_procedures! {
 156 INTERFACE_IS_ACTIVE InterfaceIsActive(InterfaceArgs) -> IntRet [readonly_ok priority];
 157 CONNECT_GET_LIB_VERSION ConnectGetLibVersion(()) -> UHyperRet [readonly_ok priority];
 158 CONNECT_COMPARE_CPU ConnectCompareCpu [readonly_ok priority];
-159 DOMAIN_MEMORY_STATS DomainMemoryStats [readonly_ok];
+159 DOMAIN_MEMORY_STATS DomainMemoryStats(DomainMemoryStatsArgs) -> DomainMemoryStatsRet [readonly_ok];
 160 DOMAIN_ATTACH_DEVICE_FLAGS DomainAttachDeviceFlags(DomainXmlFlagsArgs) -> ();
 161 DOMAIN_DETACH_DEVICE_FLAGS DomainDetachDeviceFlags(DomainXmlFlagsArgs) -> ();
 162 CONNECT_BASELINE_CPU ConnectBaselineCpu [readonly_ok];
@@ -288,7 +288,7 @@ crate::remote_procedures! {
 275 DOMAIN_SNAPSHOT_LIST_ALL_CHILDREN DomainSnapshotListAllChildren(SnapshotListAllChildrenArgs) -> SnapshotListRet [readonly_ok priority];
 276 DOMAIN_EVENT_BALLOON_CHANGE DomainEventBalloonChange(DomainEventBalloonChangeMsg) -> () [event];
 277 DOMAIN_GET_HOSTNAME DomainGetHostname(DomainFlagsArgs) -> StringRet;
-278 DOMAIN_GET_SECURITY_LABEL_LIST DomainGetSecurityLabelList [readonly_ok priority];
+278 DOMAIN_GET_SECURITY_LABEL_LIST DomainGetSecurityLabelList(DomainArgs) -> DomainGetSecurityLabelListRet [readonly_ok priority];
 279 DOMAIN_PIN_EMULATOR DomainPinEmulator;
 280 DOMAIN_GET_EMULATOR_PIN_INFO DomainGetEmulatorPinInfo [readonly_ok];
 281 CONNECT_LIST_ALL_STORAGE_POOLS ConnectListAllStoragePools(ListAllArgs) -> ConnectListAllStoragePoolsRet [readonly_ok priority];
@@ -318,7 +318,7 @@ crate::remote_procedures! {
 305 DOMAIN_MIGRATE_PERFORM3_PARAMS DomainMigratePerform3Params;
 306 DOMAIN_MIGRATE_FINISH3_PARAMS DomainMigrateFinish3Params;
 307 DOMAIN_MIGRATE_CONFIRM3_PARAMS DomainMigrateConfirm3Params;
-308 DOMAIN_SET_MEMORY_STATS_PERIOD DomainSetMemoryStatsPeriod;
+308 DOMAIN_SET_MEMORY_STATS_PERIOD DomainSetMemoryStatsPeriod(DomainSetMemoryStatsPeriodArgs) -> ();
 309 DOMAIN_CREATE_XML_WITH_FILES DomainCreateXmlWithFiles;
 310 DOMAIN_CREATE_WITH_FILES DomainCreateWithFiles;
 311 DOMAIN_EVENT_DEVICE_REMOVED DomainEventDeviceRemoved(DomainEventDeviceRemovedMsg) -> () [event];
@@ -354,7 +354,7 @@ crate::remote_procedures! {
 341 NETWORK_GET_DHCP_LEASES NetworkGetDhcpLeases [readonly_ok];
 342 CONNECT_GET_DOMAIN_CAPABILITIES ConnectGetDomainCapabilities(ConnectGetDomainCapabilitiesArgs) -> StringRet;
 343 DOMAIN_OPEN_GRAPHICS_FD DomainOpenGraphicsFd;
-344 CONNECT_GET_ALL_DOMAIN_STATS ConnectGetAllDomainStats [readonly_ok];
+344 CONNECT_GET_ALL_DOMAIN_STATS ConnectGetAllDomainStats(ConnectGetAllDomainStatsArgs) -> ConnectGetAllDomainStatsRet [readonly_ok];
 345 DOMAIN_BLOCK_COPY DomainBlockCopy;
 346 DOMAIN_EVENT_CALLBACK_TUNABLE DomainEventCallbackTunable(DomainEventCallbackTunableMsg) -> () [event];
 347 NODE_ALLOC_PAGES NodeAllocPages;

@@ -1,0 +1,619 @@
+//! Statistics, scheduler and security-label procedures, answered per driver the way
+//! libvirt 9.0's `test` and `qemu` drivers answer them:
+//!
+//! - CONNECT_GET_ALL_DOMAIN_STATS (`virsh domstats`; also `virDomainListGetStats`,
+//!   which is the same call with a non-empty domain list). The test driver has only
+//!   the `state` group. For QEMU guests Vireo gives `state`, `cpu-total` (from the
+//!   QEMU process's user and system time; libvirt reads the same figures from its
+//!   cgroup), `balloon` (current/maximum from the definition, `last-update` 0 and
+//!   `rss` as libvirt does for a guest whose balloon driver reports nothing), `vcpu`
+//!   (counts, and per vCPU the state and the thread's time, wait and delay), and the
+//!   device counts and names of `interface` and `block` (no traffic counters). Groups
+//!   a driver cannot give are left out, or refused with VIR_ERR_ARGUMENT_UNSUPPORTED
+//!   under `ENFORCE_STATS`, as libvirt does.
+//! - DOMAIN_MEMORY_STATS (`virsh dommemstat`): the test driver's fixed figures derived
+//!   from the current memory; for QEMU `actual` (the definition's current memory),
+//!   `last_update` 0 and `rss`.
+//! - DOMAIN_GET_SCHEDULER_TYPE / _PARAMETERS / _PARAMETERS_FLAGS: the test driver's
+//!   "fair" scheduler with `weight` 50 (its flags variant refuses every flag, including
+//!   the STRING_OKAY bit libvirt itself adds, so it always fails); VIR_ERR_NO_SUPPORT
+//!   for QEMU guests (no cgroup CPU controller is used).
+//! - NODE_GET_SECURITY_MODEL, DOMAIN_GET_SECURITY_LABEL(_LIST): the test driver's
+//!   "testSecurity" model and "libvirt-test" label; for QEMU what libvirtd with
+//!   `security_driver = "none"` says (model "none", DOI "0", an empty label).
+//!
+//! The dispatcher asks this module before `node` and `domain`, so these procedures are
+//! answered here for both drivers.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use vireo_actors::{Connection, Domain, DomainInfo, ListFilter};
+use vireo_drivers::testdata::{SECURITY_DOI, SECURITY_MODEL};
+use vireo_messages::{DomainState, ErrorCode, ErrorDomain, VirError, VirResult};
+use vireo_wire::RemoteProc as P;
+use vireo_wire::procs::*;
+use vireo_wire::types::{TypedParam, TypedParamValue};
+use vireo_wire::xdr::CharArray;
+use vireo_xml::DomainDef;
+
+use super::domain::{dom_ref, find};
+use super::{Handled, args, ret};
+use crate::session::Session;
+
+/// `VIR_DOMAIN_STATS_*` groups.
+pub mod group {
+    /// `state.*`.
+    pub const STATE: u32 = 1;
+    /// `cpu.*`.
+    pub const CPU_TOTAL: u32 = 2;
+    /// `balloon.*`.
+    pub const BALLOON: u32 = 4;
+    /// `vcpu.*`.
+    pub const VCPU: u32 = 8;
+    /// `net.*`.
+    pub const INTERFACE: u32 = 16;
+    /// `block.*`.
+    pub const BLOCK: u32 = 32;
+}
+
+/// The groups the test driver gives.
+const TEST_GROUPS: u32 = group::STATE;
+/// The groups Vireo gives for QEMU guests.
+const QEMU_GROUPS: u32 = group::STATE
+    | group::CPU_TOTAL
+    | group::BALLOON
+    | group::VCPU
+    | group::INTERFACE
+    | group::BLOCK;
+
+/// `VIR_CONNECT_GET_ALL_DOMAINS_STATS_*` filter bits (active .. other).
+const STATS_FILTERS: u32 = 0xff;
+/// `..._NOWAIT`, `..._BACKING`, `..._ENFORCE_STATS`.
+const STATS_NOWAIT: u32 = 1 << 29;
+const STATS_BACKING: u32 = 1 << 30;
+const STATS_ENFORCE: u32 = 1 << 31;
+
+/// `VIR_DOMAIN_MEMORY_STAT_*` tags.
+mod tag {
+    pub const SWAP_IN: i32 = 0;
+    pub const SWAP_OUT: i32 = 1;
+    pub const MAJOR_FAULT: i32 = 2;
+    pub const MINOR_FAULT: i32 = 3;
+    pub const UNUSED: i32 = 4;
+    pub const AVAILABLE: i32 = 5;
+    pub const ACTUAL_BALLOON: i32 = 6;
+    pub const RSS: i32 = 7;
+    pub const USABLE: i32 = 8;
+    pub const LAST_UPDATE: i32 = 9;
+    pub const DISK_CACHES: i32 = 10;
+    pub const HUGETLB_PGALLOC: i32 = 11;
+    pub const HUGETLB_PGFAIL: i32 = 12;
+}
+
+/// The `last_update` libvirt 9.0's test driver reports (a fixed timestamp).
+const TEST_LAST_UPDATE: u64 = 627_319_920;
+
+/// Handles this family's procedures.
+pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
+    if !matches!(
+        p,
+        P::ConnectGetAllDomainStats
+            | P::DomainMemoryStats
+            | P::DomainGetSchedulerType
+            | P::DomainGetSchedulerParameters
+            | P::DomainGetSchedulerParametersFlags
+            | P::NodeGetSecurityModel
+            | P::DomainGetSecurityLabel
+            | P::DomainGetSecurityLabelList
+    ) {
+        return None;
+    }
+    Some(match s.conn() {
+        Ok(conn) => run(&conn, p, payload).await,
+        Err(e) => Err(e),
+    })
+}
+
+/// Whether the connection follows libvirt's qemu driver (else its test driver).
+fn is_qemu(conn: &Connection) -> bool {
+    conn.type_name() == "QEMU"
+}
+
+/// The function name libvirt's driver reports in flag errors.
+fn func(conn: &Connection, name: &str) -> String {
+    let prefix = if is_qemu(conn) { "qemu" } else { "test" };
+    format!("{prefix}{name}")
+}
+
+fn sched_no_support(conn: &Connection, api: &str) -> VirError {
+    VirError::no_support(conn.error_domain(), api)
+}
+
+async fn run(conn: &Connection, p: P, payload: &[u8]) -> VirResult<Bytes> {
+    let qemu = is_qemu(conn);
+    match p {
+        P::ConnectGetAllDomainStats => {
+            let a: ConnectGetAllDomainStatsArgs = args(payload)?;
+            ret(&all_domain_stats(conn, a).await?)
+        }
+        P::DomainMemoryStats => {
+            let a: DomainMemoryStatsArgs = args(payload)?;
+            if a.max_stats > vireo_wire::types::limits::DOMAIN_MEMORY_STATS_MAX {
+                return Err(VirError::internal(
+                    ErrorDomain::Rpc,
+                    "maxStats > REMOTE_DOMAIN_MEMORY_STATS_MAX",
+                ));
+            }
+            if a.flags != 0 {
+                return Err(VirError::unsupported_flags(
+                    conn.error_domain(),
+                    a.flags,
+                    &func(conn, "DomainMemoryStats"),
+                ));
+            }
+            let d = find(conn, &a.dom)?;
+            let (info, def) = info_and_def(&d).await?;
+            if !info.state.state.is_active() {
+                return Err(VirError::operation_invalid(
+                    ErrorDomain::Domain,
+                    "domain is not running",
+                ));
+            }
+            let mut stats = memory_stats(qemu, &info, &def);
+            stats.truncate(a.max_stats as usize);
+            ret(&DomainMemoryStatsRet { stats })
+        }
+        P::DomainGetSchedulerType => {
+            let a: DomainArgs = args(payload)?;
+            find(conn, &a.dom)?;
+            if qemu {
+                return Err(sched_no_support(conn, "virDomainGetSchedulerType"));
+            }
+            ret(&DomainGetSchedulerTypeRet {
+                type_: "fair".into(),
+                nparams: 1,
+            })
+        }
+        P::DomainGetSchedulerParameters => {
+            let a: DomainNparamsArgs = args(payload)?;
+            find(conn, &a.dom)?;
+            if qemu {
+                return Err(sched_no_support(conn, "virDomainGetSchedulerParameters"));
+            }
+            if a.nparams <= 0 {
+                return Err(VirError::invalid_arg(
+                    ErrorDomain::Domain,
+                    "nparams in virDomainGetSchedulerParameters must be greater than zero",
+                ));
+            }
+            ret(&TypedParamsRet {
+                params: vec![TypedParam {
+                    field: "weight".into(),
+                    value: TypedParamValue::UInt(50),
+                }],
+            })
+        }
+        P::DomainGetSchedulerParametersFlags => {
+            let a: DomainNparamsFlagsArgs = args(payload)?;
+            find(conn, &a.dom)?;
+            if qemu {
+                return Err(sched_no_support(
+                    conn,
+                    "virDomainGetSchedulerParametersFlags",
+                ));
+            }
+            // libvirt adds VIR_TYPED_PARAM_STRING_OKAY (4) before calling the test
+            // driver, which accepts no flags at all.
+            Err(VirError::unsupported_flags(
+                conn.error_domain(),
+                a.flags | 4,
+                "testDomainGetSchedulerParametersFlags",
+            ))
+        }
+        P::NodeGetSecurityModel => {
+            let (model, doi) = if qemu {
+                ("none", "0")
+            } else {
+                (SECURITY_MODEL, SECURITY_DOI)
+            };
+            ret(&NodeGetSecurityModelRet {
+                model: CharArray::with_nul(model),
+                doi: CharArray::with_nul(doi),
+            })
+        }
+        P::DomainGetSecurityLabel => {
+            let a: DomainArgs = args(payload)?;
+            find(conn, &a.dom)?;
+            let (label, enforcing) = if qemu { ("", 0) } else { ("libvirt-test", 1) };
+            ret(&DomainGetSecurityLabelRet {
+                label: CharArray::with_nul(label),
+                enforcing,
+            })
+        }
+        P::DomainGetSecurityLabelList => {
+            let a: DomainArgs = args(payload)?;
+            let e = find(conn, &a.dom)?.entry()?;
+            let r = if !qemu {
+                // The test driver has no label list; libvirtd turns the failure into
+                // an empty answer with ret -1 (clients see an error of unknown cause).
+                DomainGetSecurityLabelListRet {
+                    labels: Vec::new(),
+                    ret: -1,
+                }
+            } else if e.is_active() {
+                DomainGetSecurityLabelListRet {
+                    labels: vec![SecurityLabel {
+                        label: CharArray::with_nul(""),
+                        enforcing: 0,
+                    }],
+                    ret: 1,
+                }
+            } else {
+                DomainGetSecurityLabelListRet {
+                    labels: Vec::new(),
+                    ret: 0,
+                }
+            };
+            ret(&r)
+        }
+        _ => Err(VirError::no_support(ErrorDomain::Domain, &p.api_name())),
+    }
+}
+
+/// The runtime facts and the current definition (the live one while active).
+async fn info_and_def(d: &Domain) -> VirResult<(DomainInfo, DomainDef)> {
+    let info = d.info().await?;
+    let def = DomainDef::parse(&d.xml(0).await?)?;
+    Ok((info, def))
+}
+
+async fn all_domain_stats(
+    conn: &Connection,
+    a: ConnectGetAllDomainStatsArgs,
+) -> VirResult<ConnectGetAllDomainStatsRet> {
+    let allowed = STATS_FILTERS | STATS_NOWAIT | STATS_BACKING | STATS_ENFORCE;
+    if a.flags & !allowed != 0 {
+        return Err(VirError::unsupported_flags(
+            conn.error_domain(),
+            a.flags & !allowed,
+            &func(conn, "ConnectGetAllDomainStats"),
+        ));
+    }
+    let qemu = is_qemu(conn);
+    let supported = if qemu { QEMU_GROUPS } else { TEST_GROUPS };
+    let groups = wanted_groups(a.stats, a.flags, supported, conn.error_domain())?;
+    let filter = ListFilter {
+        flags: a.flags & STATS_FILTERS,
+    };
+    let doms: Vec<Domain> = if a.doms.is_empty() {
+        conn.list_domain_handles(filter)
+    } else {
+        // Domains that vanished meanwhile are skipped, as libvirt does.
+        a.doms
+            .iter()
+            .filter_map(|r| find(conn, r).ok())
+            .filter(|d| d.entry().is_ok_and(|e| filter.matches(&e)))
+            .collect()
+    };
+    let mut ret_stats = Vec::with_capacity(doms.len());
+    for d in doms {
+        let params = if qemu {
+            match info_and_def(&d).await {
+                Ok((info, def)) => qemu_record(groups, &info, &def),
+                Err(_) => continue,
+            }
+        } else {
+            match d.entry() {
+                Ok(e) if groups & group::STATE != 0 => state_params(e.state.state, e.state.reason),
+                Ok(_) => Vec::new(),
+                Err(_) => continue,
+            }
+        };
+        ret_stats.push(DomainStatsRecord {
+            dom: dom_ref(&d),
+            params,
+        });
+    }
+    Ok(ConnectGetAllDomainStatsRet { ret_stats })
+}
+
+/// The groups to report: all supported ones for 0; the supported part of the request,
+/// or an error naming the rest under `ENFORCE_STATS`.
+fn wanted_groups(stats: u32, flags: u32, supported: u32, dom: ErrorDomain) -> VirResult<u32> {
+    if stats == 0 {
+        return Ok(supported);
+    }
+    let missing = stats & !supported;
+    if flags & STATS_ENFORCE != 0 && missing != 0 {
+        return Err(VirError::with(
+            ErrorCode::ArgumentUnsupported,
+            dom,
+            format!("Stats types bits 0x{missing:x} are not supported by this daemon"),
+        ));
+    }
+    Ok(stats & supported)
+}
+
+fn p(name: impl Into<String>, value: TypedParamValue) -> TypedParam {
+    TypedParam {
+        field: name.into(),
+        value,
+    }
+}
+
+fn state_params(state: DomainState, reason: i32) -> Vec<TypedParam> {
+    vec![
+        p("state.state", TypedParamValue::Int(state as i32)),
+        p("state.reason", TypedParamValue::Int(reason)),
+    ]
+}
+
+/// Whether the definition gives the guest a balloon: QEMU guests have a virtio one
+/// unless `<memballoon model='none'/>`; test-driver domains only when one is written.
+fn has_balloon(qemu: bool, def: &DomainDef) -> bool {
+    match def.element().path(&["devices", "memballoon"]) {
+        Some(m) => m.attr("model") != Some("none"),
+        None => qemu,
+    }
+}
+
+/// DOMAIN_MEMORY_STATS for an active domain, in libvirt's order.
+fn memory_stats(qemu: bool, info: &DomainInfo, def: &DomainDef) -> Vec<DomainMemoryStat> {
+    let s = |tag, val| DomainMemoryStat { tag, val };
+    let cur = def.current_memory_kib();
+    let balloon = has_balloon(qemu, def);
+    if !qemu {
+        if !balloon {
+            return Vec::new();
+        }
+        return vec![
+            s(tag::ACTUAL_BALLOON, cur),
+            s(tag::SWAP_IN, 0),
+            s(tag::SWAP_OUT, 0),
+            s(tag::MAJOR_FAULT, 0),
+            s(tag::MINOR_FAULT, 0),
+            s(tag::UNUSED, cur / 2),
+            s(tag::AVAILABLE, cur),
+            s(tag::USABLE, cur / 2),
+            s(tag::LAST_UPDATE, TEST_LAST_UPDATE),
+            s(tag::DISK_CACHES, cur / 8),
+            s(tag::HUGETLB_PGALLOC, 0),
+            s(tag::HUGETLB_PGFAIL, 0),
+            s(tag::RSS, cur / 2),
+        ];
+    }
+    let mut v = Vec::new();
+    if balloon {
+        // No guest balloon statistics are collected: libvirt then has the balloon
+        // size and a last-update of 0.
+        v.push(s(tag::ACTUAL_BALLOON, cur));
+        v.push(s(tag::LAST_UPDATE, 0));
+    }
+    if let Some(u) = &info.usage {
+        v.push(s(tag::RSS, u.rss_kib));
+    }
+    v
+}
+
+/// One QEMU domain's record for `groups`, in libvirt's group order.
+fn qemu_record(groups: u32, info: &DomainInfo, def: &DomainDef) -> Vec<TypedParam> {
+    use TypedParamValue::{Int, String as Str, UInt, ULLong};
+    let active = info.state.state.is_active();
+    let usage = info.usage.as_ref().filter(|_| active);
+    let mut v = Vec::new();
+    if groups & group::STATE != 0 {
+        v.extend(state_params(info.state.state, info.state.reason));
+    }
+    if groups & group::CPU_TOTAL != 0
+        && let Some(u) = usage
+    {
+        v.push(p("cpu.time", ULLong(u.cpu_time_ns())));
+        v.push(p("cpu.user", ULLong(u.cpu_user_ns)));
+        v.push(p("cpu.system", ULLong(u.cpu_system_ns)));
+    }
+    if groups & group::BALLOON != 0 {
+        let current = if has_balloon(true, def) {
+            def.current_memory_kib()
+        } else {
+            def.memory_kib()
+        };
+        v.push(p("balloon.current", ULLong(current)));
+        v.push(p("balloon.maximum", ULLong(def.memory_kib())));
+        if active {
+            if has_balloon(true, def) {
+                v.push(p("balloon.last-update", ULLong(0)));
+            }
+            if let Some(u) = usage {
+                v.push(p("balloon.rss", ULLong(u.rss_kib)));
+            }
+        }
+    }
+    if groups & group::VCPU != 0 {
+        let current = def.current_vcpus();
+        v.push(p("vcpu.current", UInt(current)));
+        v.push(p("vcpu.maximum", UInt(def.vcpus())));
+        if let Some(u) = usage {
+            for (i, c) in u.vcpus.iter().enumerate().take(current as usize) {
+                v.push(p(format!("vcpu.{i}.state"), Int(1)));
+                v.push(p(format!("vcpu.{i}.time"), ULLong(c.time_ns)));
+                v.push(p(format!("vcpu.{i}.wait"), ULLong(c.wait_ns)));
+                v.push(p(format!("vcpu.{i}.delay"), ULLong(c.delay_ns)));
+            }
+        }
+    }
+    if groups & group::INTERFACE != 0 && active {
+        let nics = def.interfaces();
+        v.push(p("net.count", UInt(nics.len() as u32)));
+        for (i, n) in nics.iter().enumerate() {
+            if let Some(name) = &n.target_dev {
+                v.push(p(format!("net.{i}.name"), Str(name.clone())));
+            }
+        }
+    }
+    if groups & group::BLOCK != 0 {
+        let disks = def.disks();
+        v.push(p("block.count", UInt(disks.len() as u32)));
+        for (i, d) in disks.iter().enumerate() {
+            if let Some(name) = &d.target_dev {
+                v.push(p(format!("block.{i}.name"), Str(name.clone())));
+            }
+            if let Some(path) = d.source_path() {
+                v.push(p(format!("block.{i}.path"), Str(path)));
+            }
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vireo_drivers::hypervisor::{GuestUsage, VcpuUsage};
+    use vireo_messages::{StateReason, Uuid};
+
+    fn def(devices: &str) -> DomainDef {
+        DomainDef::parse(&format!(
+            "<domain type='qemu'><name>s</name><memory unit='KiB'>65536</memory>\
+             <currentMemory unit='KiB'>32768</currentMemory><vcpu current='1'>2</vcpu>\
+             <os><type>hvm</type></os><devices>{devices}</devices></domain>"
+        ))
+        .unwrap()
+    }
+
+    fn info(state: DomainState, usage: Option<GuestUsage>) -> DomainInfo {
+        DomainInfo {
+            name: "s".into(),
+            uuid: Uuid::nil(),
+            id: None,
+            state: StateReason::new(state, 1),
+            persistent: true,
+            autostart: false,
+            managed_save: false,
+            max_mem_kib: 65536,
+            mem_kib: 32768,
+            vcpus: 1,
+            max_vcpus: 2,
+            cpu_time_ns: 0,
+            usage,
+            updated: false,
+        }
+    }
+
+    fn usage() -> GuestUsage {
+        GuestUsage {
+            cpu_user_ns: 3,
+            cpu_system_ns: 4,
+            rss_kib: 1000,
+            vcpus: vec![VcpuUsage {
+                time_ns: 5,
+                wait_ns: 0,
+                delay_ns: 6,
+            }],
+        }
+    }
+
+    fn names(v: &[TypedParam]) -> Vec<&str> {
+        v.iter().map(|t| t.field.as_str()).collect()
+    }
+
+    #[test]
+    fn enforce_refuses_groups_the_driver_lacks_and_otherwise_drops_them() {
+        let e = wanted_groups(2 | 1, STATS_ENFORCE, TEST_GROUPS, ErrorDomain::Test).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ArgumentUnsupported);
+        assert!(
+            e.message
+                .ends_with("Stats types bits 0x2 are not supported by this daemon")
+        );
+        assert_eq!(
+            wanted_groups(2 | 1, 0, TEST_GROUPS, ErrorDomain::Test).unwrap(),
+            1
+        );
+        assert_eq!(
+            wanted_groups(0, STATS_ENFORCE, QEMU_GROUPS, ErrorDomain::Qemu).unwrap(),
+            QEMU_GROUPS
+        );
+    }
+
+    #[test]
+    fn running_qemu_record_has_every_group_in_libvirts_order() {
+        let r = qemu_record(
+            QEMU_GROUPS,
+            &info(DomainState::Running, Some(usage())),
+            &def(
+                "<disk type='file' device='disk'><source file='/x.img'/><target dev='vda'/></disk>",
+            ),
+        );
+        assert_eq!(
+            names(&r),
+            [
+                "state.state",
+                "state.reason",
+                "cpu.time",
+                "cpu.user",
+                "cpu.system",
+                "balloon.current",
+                "balloon.maximum",
+                "balloon.last-update",
+                "balloon.rss",
+                "vcpu.current",
+                "vcpu.maximum",
+                "vcpu.0.state",
+                "vcpu.0.time",
+                "vcpu.0.wait",
+                "vcpu.0.delay",
+                "net.count",
+                "block.count",
+                "block.0.name",
+                "block.0.path",
+            ]
+        );
+        assert_eq!(r[2].value, TypedParamValue::ULLong(7));
+        assert_eq!(r[5].value, TypedParamValue::ULLong(32768));
+        assert_eq!(r[6].value, TypedParamValue::ULLong(65536));
+        assert_eq!(r[9].value, TypedParamValue::UInt(1));
+        assert_eq!(r[10].value, TypedParamValue::UInt(2));
+    }
+
+    #[test]
+    fn shut_off_qemu_record_has_no_runtime_figures() {
+        let r = qemu_record(QEMU_GROUPS, &info(DomainState::Shutoff, None), &def(""));
+        assert_eq!(
+            names(&r),
+            [
+                "state.state",
+                "state.reason",
+                "balloon.current",
+                "balloon.maximum",
+                "vcpu.current",
+                "vcpu.maximum",
+                "block.count",
+            ]
+        );
+    }
+
+    #[test]
+    fn memory_stats_follow_each_driver() {
+        let running = info(DomainState::Running, Some(usage()));
+        let tags = |v: Vec<DomainMemoryStat>| v.iter().map(|s| (s.tag, s.val)).collect::<Vec<_>>();
+        assert_eq!(
+            tags(memory_stats(true, &running, &def(""))),
+            [(6, 32768), (9, 0), (7, 1000)]
+        );
+        assert_eq!(
+            tags(memory_stats(
+                true,
+                &running,
+                &def("<memballoon model='none'/>")
+            )),
+            [(7, 1000)]
+        );
+        assert!(memory_stats(false, &running, &def("")).is_empty());
+        let t = memory_stats(false, &running, &def("<memballoon model='virtio'/>"));
+        assert_eq!(t.len(), 13);
+        assert_eq!((t[0].tag, t[0].val), (6, 32768));
+        assert_eq!((t[5].tag, t[5].val), (4, 16384));
+        assert_eq!((t[9].tag, t[9].val), (10, 4096));
+        assert_eq!((t[12].tag, t[12].val), (7, 16384));
+    }
+}
