@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod libvirtd;
+pub mod qemu;
 pub mod wire;
 
 use std::os::unix::net::UnixStream;
