@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use common::qemu::{QemuDaemon as Q, have_qemu_and_binutils as have_qemu};
 use common::{have_virsh, spawn_with};
 use vireo_drivers::qemu::testguest::{self, TestGuest};
 use vireo_drivers::saveimage;
+use vireo_drivers::testfs::{Mounts, can_mount};
 
 const MIB: u32 = 1 << 20;
 
@@ -282,97 +283,6 @@ fn domjobinfo_reports_progress_during_a_save() {
     q.virsh_ok(&["destroy", "big"]);
 }
 
-/// Whether the root-only thin-storage test can run; fails under `CI=true` when not.
-fn can_mount(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) != 0 {
-        missing.push("root".to_string());
-    }
-    for t in ["losetup", "mkfs.ext4", "mount", "umount"] {
-        if !["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-            .iter()
-            .any(|d| Path::new(d).join(t).exists())
-        {
-            missing.push(t.to_string());
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let reason = format!("{test} needs {}", missing.join(", "));
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{reason} (CI=true: not skipping)"
-    );
-    eprintln!("SKIPPED: {reason}");
-    false
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// ext4 in a sparse 128 MiB file on a 16 MiB tmpfs, mounted at `at` (host-facts §2):
-/// writes succeed into the page cache, write-back fails with ENOSPC. Undone on drop.
-struct Thin {
-    back: PathBuf,
-    dev: String,
-    mnt: PathBuf,
-}
-
-impl Thin {
-    fn mount_at(at: &Path, back: &Path) -> Thin {
-        std::fs::create_dir_all(back).unwrap();
-        run(Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16m", "vireo-thin"])
-            .arg(back));
-        let img = back.join("thin.img");
-        std::fs::File::create(&img)
-            .unwrap()
-            .set_len(128 << 20)
-            .unwrap();
-        run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-O", "^has_journal"])
-            .arg(&img));
-        let dev = run(Command::new("losetup").args(["-f", "--show"]).arg(&img));
-        std::fs::create_dir_all(at).unwrap();
-        run(Command::new("mount").args(["-o", "discard", &dev]).arg(at));
-        Thin {
-            back: back.to_path_buf(),
-            dev,
-            mnt: at.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for Thin {
-    fn drop(&mut self) {
-        for p in [&self.mnt] {
-            if !Command::new("umount")
-                .arg(p)
-                .status()
-                .is_ok_and(|s| s.success())
-            {
-                let _ = Command::new("umount").arg("-l").arg(p).status();
-            }
-        }
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-        if !Command::new("umount")
-            .arg(&self.back)
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            let _ = Command::new("umount").arg("-l").arg(&self.back).status();
-        }
-    }
-}
-
 #[test]
 fn managedsave_to_thin_storage_fails_cleanly_and_the_guest_runs_on() {
     if !have_virsh() || !have_qemu() || !can_mount("managedsave_to_thin_storage") {
@@ -380,10 +290,11 @@ fn managedsave_to_thin_storage_fails_cleanly_and_the_guest_runs_on() {
     }
     let q = Q::start();
     // The managed-save directory itself is the overcommitted filesystem.
-    let _thin = Thin::mount_at(
+    let _thin = Mounts::new_thin(
         &q.state().join("qemu/managedsave"),
         &q.state().join("thin-back"),
-    );
+    )
+    .unwrap();
     q.define("t", 64, 48);
     q.virsh_ok(&["start", "t"]);
     q.wait_counting("t");
@@ -546,7 +457,6 @@ fn qemu_killed_during_a_save_leaves_the_domain_crashed_and_no_image() {
 // times. Only one libvirtd can run per host (it holds the system state directories), so
 // a libvirtd that keeps exiting means another one runs: that skips outside CI.
 
-/// A private libvirtd with the qemu driver, stopped when dropped.
 /// Skips (outside CI) or fails (CI=true) for `reason`.
 fn skip(reason: &str) {
     assert!(
