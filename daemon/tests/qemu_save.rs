@@ -163,23 +163,7 @@ fn domjobinfo_reports_progress_during_a_save() {
     q.virsh_ok(&["start", "big"]);
     q.wait_counting("big");
     let img = q.state().join("big.save");
-    let uri = q.uri();
-    let saver = {
-        let img = img.clone();
-        std::thread::spawn(move || {
-            Command::new("virsh")
-                .args([
-                    "-c",
-                    &uri,
-                    "save",
-                    "big",
-                    img.to_str().unwrap(),
-                    "--bypass-cache",
-                ])
-                .output()
-                .unwrap()
-        })
-    };
+    let saver = q.virsh_in_background(&["save", "big", img.to_str().unwrap(), "--bypass-cache"]);
     let mut seen = Vec::new();
     let t = Instant::now();
     while !saver.is_finished() && t.elapsed() < Duration::from_secs(60) {
@@ -248,23 +232,7 @@ fn domjobinfo_reports_progress_during_a_save() {
     assert_eq!(q.domstate("big"), "paused (migrating)");
     q.virsh_ok(&["resume", "big"]);
     let img2 = q.state().join("big2.save");
-    let uri = q.uri();
-    let saver = {
-        let img2 = img2.clone();
-        std::thread::spawn(move || {
-            Command::new("virsh")
-                .args([
-                    "-c",
-                    &uri,
-                    "save",
-                    "big",
-                    img2.to_str().unwrap(),
-                    "--bypass-cache",
-                ])
-                .output()
-                .unwrap()
-        })
-    };
+    let saver = q.virsh_in_background(&["save", "big", img2.to_str().unwrap(), "--bypass-cache"]);
     let t = Instant::now();
     while !String::from_utf8_lossy(&q.virsh(&["domjobinfo", "big"]).stdout).contains("Unbounded") {
         assert!(
@@ -342,23 +310,7 @@ fn vireod_killed_during_a_save_cleans_up_on_restart() {
     q.virsh_ok(&["start", "k"]);
     q.wait_counting("k");
     let img = q.state().join("k.save");
-    let uri = q.uri();
-    let saver = {
-        let img = img.clone();
-        std::thread::spawn(move || {
-            Command::new("virsh")
-                .args([
-                    "-c",
-                    &uri,
-                    "save",
-                    "k",
-                    img.to_str().unwrap(),
-                    "--bypass-cache",
-                ])
-                .output()
-                .unwrap()
-        })
-    };
+    let saver = q.virsh_in_background(&["save", "k", img.to_str().unwrap(), "--bypass-cache"]);
     // Kill the daemon once the image has some of the stream in it.
     let t = Instant::now();
     while std::fs::metadata(&img).map(|m| m.len()).unwrap_or(0) < 8 << 20 {
@@ -413,18 +365,7 @@ fn qemu_killed_during_a_save_leaves_the_domain_crashed_and_no_image() {
     q.wait_counting("dies");
     let pid = q.qemu_pids();
     assert_eq!(pid.len(), 1);
-    let img = q.state().join("dies.save");
-    let uri = q.uri();
-    let saver = {
-        let img = img.clone();
-        std::thread::spawn(move || {
-            Command::new("virsh")
-                .args(["-c", &uri, "managedsave", "dies", "--bypass-cache"])
-                .output()
-                .map(|o| (o, img))
-                .unwrap()
-        })
-    };
+    let saver = q.virsh_in_background(&["managedsave", "dies", "--bypass-cache"]);
     let managed = q.state().join("qemu/managedsave/dies.save");
     let t = Instant::now();
     while std::fs::metadata(&managed).map(|m| m.len()).unwrap_or(0) < 8 << 20 {
@@ -436,7 +377,7 @@ fn qemu_killed_during_a_save_leaves_the_domain_crashed_and_no_image() {
         std::thread::sleep(Duration::from_millis(2));
     }
     Command::new("kill").args(["-9", &pid[0]]).status().unwrap();
-    let (o, _) = saver.join().unwrap();
+    let o = saver.join().unwrap();
     assert!(!o.status.success(), "the save cannot succeed");
     assert!(!managed.exists(), "no image after QEMU died");
     let t = Instant::now();

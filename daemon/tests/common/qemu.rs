@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use vireo_drivers::qemu::testguest::{self, TestGuest};
 
-use super::{Daemon, have};
+use super::{Daemon, have, virsh_at, virsh_succeeded};
 
 /// Whether QEMU is here (fails under CI=true).
 pub fn have_qemu() -> bool {
@@ -90,25 +90,20 @@ impl QemuDaemon {
     }
 
     pub fn virsh(&self, args: &[&str]) -> Output {
-        Command::new("virsh")
-            .arg("-c")
-            .arg(self.uri())
-            .args(args)
-            .output()
-            .expect("run virsh")
+        virsh_at(&self.uri(), args)
+    }
+
+    /// Runs virsh on a thread of its own (for a command to watch or interrupt while
+    /// it runs, such as a save); join the handle for its output.
+    pub fn virsh_in_background(&self, args: &[&str]) -> std::thread::JoinHandle<Output> {
+        let mut cmd = Command::new("virsh");
+        cmd.arg("-c").arg(self.uri()).args(args);
+        std::thread::spawn(move || cmd.output().expect("run virsh"))
     }
 
     /// Runs virsh and expects success; returns stdout.
     pub fn virsh_ok(&self, args: &[&str]) -> String {
-        let o = self.virsh(args);
-        assert!(
-            o.status.success(),
-            "virsh {args:?} failed: {}\n{}\nlog tail:\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr),
-            tail(&self.d.log(), 40)
-        );
-        String::from_utf8(o.stdout).unwrap()
+        virsh_succeeded(args, self.virsh(args), &tail(&self.d.log(), 40))
     }
 
     /// Runs virsh and expects failure; returns stderr.
