@@ -71,6 +71,14 @@ impl Env {
         s
     }
 
+    /// [`Env::start_filled`], then pauses the guest and sees its `Stopped` event.
+    async fn start_filled_paused(&self, def: &DomainDef) -> Started {
+        let mut s = self.start_filled(def).await;
+        s.guest.pause().await.unwrap();
+        assert_eq!(next_event(&mut s.events).await, GuestEvent::Stopped);
+        s
+    }
+
     async fn wait_serial(&self, name: &str, done: impl Fn(&str) -> bool) {
         self.wait_serial_until(name, "what was awaited", TIMEOUT, done)
             .await;
@@ -370,9 +378,7 @@ async fn progress_counters_move_during_a_save() {
     let name = unique("progress");
     let def = env.def(&name, 288, 256);
     let path = env.dir.path().join("g.save");
-    let mut s = env.start_filled(&def).await;
-    s.guest.pause().await.unwrap();
-    assert_eq!(next_event(&mut s.events).await, GuestEvent::Stopped);
+    let mut s = env.start_filled_paused(&def).await;
     let ctl = SaveControl::default();
     let header = SaveHeader::new(def.to_xml(), false);
     let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -446,9 +452,7 @@ async fn cancelled_save_leaves_the_guest_paused_and_resumable() {
     let env = Env::new();
     let name = unique("cancel");
     let def = env.def(&name, 64, 48);
-    let mut s = env.start_filled(&def).await;
-    s.guest.pause().await.unwrap();
-    assert_eq!(next_event(&mut s.events).await, GuestEvent::Stopped);
+    let mut s = env.start_filled_paused(&def).await;
     let ctl = SaveControl::default();
     let (r, w) = pipe_with_capacity(PIPE_CAPACITY).unwrap();
     let drain = slow_drain(r);
@@ -485,9 +489,7 @@ async fn dropping_the_save_future_cancels_the_migration() {
     let env = Env::new();
     let name = unique("dropped");
     let def = env.def(&name, 64, 48);
-    let mut s = env.start_filled(&def).await;
-    s.guest.pause().await.unwrap();
-    assert_eq!(next_event(&mut s.events).await, GuestEvent::Stopped);
+    let mut s = env.start_filled_paused(&def).await;
     let ctl = SaveControl::default();
     let (r, w) = pipe_with_capacity(PIPE_CAPACITY).unwrap();
     let drain = slow_drain(r);
@@ -630,9 +632,7 @@ async fn save_to_thin_storage_fails_at_fdatasync_and_the_guest_resumes() {
     let name = unique("thin");
     let def = env.def(&name, 64, 48);
     let path = thin.join("g.save");
-    let mut s = env.start_filled(&def).await;
-    s.guest.pause().await.unwrap();
-    assert_eq!(next_event(&mut s.events).await, GuestEvent::Stopped);
+    let mut s = env.start_filled_paused(&def).await;
     let header = SaveHeader::new(def.to_xml(), true);
     let o = save(
         s.guest.as_mut(),
