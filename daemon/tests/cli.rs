@@ -8,17 +8,16 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::Daemon;
+use common::libvirtd::{LIBVIRTD, Libvirtd};
 use serde_json::Value;
 
 const VIREO: &str = env!("CARGO_BIN_EXE_vireo");
-const LIBVIRTD: &str = "/usr/sbin/libvirtd";
 
 fn domain_xml(name: &str) -> String {
     format!(
@@ -546,86 +545,6 @@ fn help_lists_the_commands_and_formats() {
     }
 }
 
-/// A libvirtd (test driver only) on a private socket, stopped when dropped. The same
-/// set-up as differential.rs.
-struct Libvirtd {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Libvirtd {
-    fn start(dir: &Path) -> Libvirtd {
-        let run = dir.join("run");
-        let drivers = dir.join("drivers");
-        std::fs::create_dir_all(&run).unwrap();
-        std::fs::create_dir_all(&drivers).unwrap();
-        let conf = format!(
-            "listen_tls = 0\nlisten_tcp = 0\nunix_sock_dir = \"{run}\"\n\
-             unix_sock_group = \"root\"\nunix_sock_ro_perms = \"0770\"\n\
-             unix_sock_rw_perms = \"0770\"\nunix_sock_admin_perms = \"0700\"\n\
-             auth_unix_ro = \"none\"\nauth_unix_rw = \"none\"\nlog_filters = \"\"\n\
-             log_outputs = \"3:file:{log}\"\n",
-            run = run.display(),
-            log = dir.join("libvirtd.log").display()
-        );
-        std::fs::write(dir.join("libvirtd.conf"), conf).unwrap();
-        let child = Command::new(LIBVIRTD)
-            .arg("--config")
-            .arg(dir.join("libvirtd.conf"))
-            .arg("--pid-file")
-            .arg(dir.join("libvirtd.pid"))
-            .env("LIBVIRT_DRIVER_DIR", &drivers)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
-            .spawn()
-            .expect("spawn libvirtd");
-        let mut l = Libvirtd {
-            child,
-            dir: dir.to_path_buf(),
-        };
-        let t = Instant::now();
-        while UnixStream::connect(l.sock()).is_err() {
-            if let Some(st) = l.child.try_wait().unwrap() {
-                panic!(
-                    "libvirtd exited ({st}): {}",
-                    std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(15),
-                "libvirtd did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        l
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.dir.join("run/libvirt-sock")
-    }
-
-    fn uri(&self) -> String {
-        format!("test+unix:///default?socket={}", self.sock().display())
-    }
-}
-
-impl Drop for Libvirtd {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn list_info_errors_and_events_match_between_libvirtd_and_vireod() {
     if !common::have("libvirtd", Command::new(LIBVIRTD).arg("--version")) {
@@ -635,14 +554,14 @@ fn list_info_errors_and_events_match_between_libvirtd_and_vireod() {
         .prefix("vireo-cli")
         .tempdir()
         .unwrap();
-    let l = Libvirtd::start(dir.path());
+    let l = Libvirtd::start_test_driver(dir.path());
     let d = Daemon::start();
     for args in [
         &["list"][..],
         &["list", "--all"],
         &["list", "--all", "--json"],
     ] {
-        assert_eq!(ok_uri(&l.uri(), args), ok(&d, args), "vireo {args:?}");
+        assert_eq!(ok_uri(&l.test_uri(), args), ok(&d, args), "vireo {args:?}");
     }
     // info, less the wall-clock based cpu time of the test driver.
     let strip = |s: String| -> String {
@@ -652,18 +571,18 @@ fn list_info_errors_and_events_match_between_libvirtd_and_vireod() {
             .collect()
     };
     assert_eq!(
-        strip(ok_uri(&l.uri(), &["info", "test"])),
+        strip(ok_uri(&l.test_uri(), &["info", "test"])),
         strip(ok(&d, &["info", "test"]))
     );
     for args in [&["info", "nosuch"][..], &["resume", "test"]] {
-        let o = run_uri(&l.uri(), args);
+        let o = run_uri(&l.test_uri(), args);
         assert_eq!(o.status.code(), Some(1), "vireo {args:?}");
         assert_eq!(text(&o.stderr), fail(&d, args).2, "vireo {args:?}");
     }
     // The events client works against libvirtd too, with the same lines.
     let log = || std::fs::read_to_string(dir.path().join("libvirtd.log")).unwrap_or_default();
     assert_eq!(
-        three_lifecycle_events(&l.uri(), dir.path(), &log),
+        three_lifecycle_events(&l.test_uri(), dir.path(), &log),
         three_lifecycle_events(&d.uri(), d.state(), &|| d.log())
     );
 }

@@ -23,15 +23,15 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vireo_wire::packet::{decode_frame, encode_call};
 use vireo_wire::procs::{AuthListRet, ConnectOpenArgs};
 use vireo_wire::{RemoteProc, XdrDecode};
 
-const LIBVIRTD: &str = "/usr/sbin/libvirtd";
+use common::libvirtd::{LIBVIRTD, Libvirtd};
 
 /// The session, one virsh command per entry (arguments split on spaces; `{dir}` is the
 /// test's scratch directory holding the XML files).
@@ -127,83 +127,6 @@ const KNOWN: &[(&str, &str)] = &[
          itself. The first line and the exit status agree",
     ),
 ];
-
-/// A libvirtd on a private socket, killed when dropped.
-struct Libvirtd {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Libvirtd {
-    fn start(dir: &Path) -> Libvirtd {
-        let run = dir.join("run");
-        let drivers = dir.join("drivers");
-        std::fs::create_dir_all(&run).unwrap();
-        std::fs::create_dir_all(&drivers).unwrap();
-        let conf = format!(
-            "listen_tls = 0\nlisten_tcp = 0\nunix_sock_dir = \"{run}\"\n\
-             unix_sock_group = \"root\"\nunix_sock_ro_perms = \"0770\"\n\
-             unix_sock_rw_perms = \"0770\"\nunix_sock_admin_perms = \"0700\"\n\
-             auth_unix_ro = \"none\"\nauth_unix_rw = \"none\"\nlog_filters = \"\"\n\
-             log_outputs = \"3:file:{log}\"\n",
-            run = run.display(),
-            log = dir.join("libvirtd.log").display()
-        );
-        std::fs::write(dir.join("libvirtd.conf"), conf).unwrap();
-        let child = Command::new(LIBVIRTD)
-            .arg("--config")
-            .arg(dir.join("libvirtd.conf"))
-            .arg("--pid-file")
-            .arg(dir.join("libvirtd.pid"))
-            .env("LIBVIRT_DRIVER_DIR", &drivers)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
-            .spawn()
-            .expect("spawn libvirtd");
-        let mut d = Libvirtd {
-            child,
-            dir: dir.to_path_buf(),
-        };
-        let t = Instant::now();
-        while UnixStream::connect(d.sock()).is_err() {
-            if let Some(st) = d.child.try_wait().unwrap() {
-                panic!(
-                    "libvirtd exited ({st}): {}",
-                    std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(15),
-                "libvirtd did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.dir.join("run/libvirt-sock")
-    }
-}
-
-impl Drop for Libvirtd {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Reads one reply frame from a blocking socket.
 fn read_reply<R: XdrDecode>(s: &mut UnixStream) -> R {
@@ -369,7 +292,7 @@ fn virsh_session_matches_libvirtd() {
     .unwrap();
     std::fs::write(dir.join("bad.xml"), "<domain type=\"test\"><name>bad\n").unwrap();
 
-    let libvirtd = Libvirtd::start(&dir.join("libvirtd"));
+    let libvirtd = Libvirtd::start_test_driver(&dir.join("libvirtd"));
     let vireod = common::Daemon::start();
     let _keep_l = keeper(&libvirtd.sock());
     let _keep_v = keeper(&vireod.sock());

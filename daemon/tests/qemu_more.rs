@@ -8,75 +8,17 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, have, have_virsh, spawn};
-
-/// Whether QEMU is here (fails under CI=true).
-fn have_qemu() -> bool {
-    have(
-        "qemu-system-x86_64",
-        Command::new("qemu-system-x86_64").arg("--version"),
-    )
+use common::qemu::{EventWatch, QemuDaemon as Q, have_kvm, have_qemu, tail};
+use common::{have_virsh, spawn};
+/// The diskless guests of these tests.
+trait Diskless {
+    fn define(&self, name: &str, dtype: &str);
 }
 
-/// Whether /dev/kvm can be opened read-write (fails under CI=true).
-fn have_kvm() -> bool {
-    let ok = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "/dev/kvm is required under CI=true but cannot be opened"
-        );
-        eprintln!("SKIPPED: /dev/kvm cannot be opened (set CI=true to make this a failure)");
-    }
-    ok
-}
-
-/// vireod with the qemu driver; on drop, every QEMU started under its state directory
-/// is killed (by pid), so a failed test leaves no guest behind.
-struct Q {
-    d: Daemon,
-}
-
-impl Q {
-    fn start() -> Q {
-        Q {
-            d: Daemon::start_with(&["--qemu", "on"]),
-        }
-    }
-
-    fn uri(&self) -> String {
-        format!("qemu+unix:///system?socket={}", self.d.sock().display())
-    }
-
-    fn virsh(&self, args: &[&str]) -> Output {
-        Command::new("virsh")
-            .arg("-c")
-            .arg(self.uri())
-            .args(args)
-            .output()
-            .expect("run virsh")
-    }
-
-    fn virsh_ok(&self, args: &[&str]) -> String {
-        let o = self.virsh(args);
-        assert!(
-            o.status.success(),
-            "virsh {args:?} failed: {}\n{}\nlog tail:\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr),
-            tail(&self.d.log(), 30)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-
+impl Diskless for Q {
     /// Defines a diskless 32 MiB q35 guest of `<domain type=dtype>`.
     fn define(&self, name: &str, dtype: &str) {
         let xml = format!(
@@ -90,128 +32,9 @@ impl Q {
   <devices><memballoon model='virtio'/></devices>
 </domain>"
         );
-        let path = self.d.state().join(format!("{name}.xml"));
-        std::fs::write(&path, xml).unwrap();
+        let path = self.write_xml(name, &xml);
         self.virsh_ok(&["define", path.to_str().unwrap()]);
     }
-
-    /// Waits until `virsh domstate --reason NAME` prints `want`.
-    fn wait_state(&self, name: &str, want: &str) {
-        let t = Instant::now();
-        loop {
-            let got = self.virsh_ok(&["domstate", "--reason", name]);
-            if got.trim() == want {
-                return;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "{name}: state stayed {got:?}, wanted {want:?}\nlog tail:\n{}",
-                tail(&self.d.log(), 30)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Command lines of the QEMU processes started under this daemon's state directory.
-    fn qemus(&self) -> Vec<(String, String)> {
-        qemus_under(self.d.state())
-    }
-}
-
-fn qemus_under(dir: &Path) -> Vec<(String, String)> {
-    let o = Command::new("pgrep")
-        .args(["-a", "-f", &format!("qemu-system.*{}", dir.display())])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(pid, cmd)| (pid.to_string(), cmd.to_string()))
-        .collect()
-}
-
-impl Drop for Q {
-    fn drop(&mut self) {
-        for (pid, _) in self.qemus() {
-            let _ = Command::new("kill").args(["-9", &pid]).status();
-        }
-    }
-}
-
-/// `virsh event --all --loop` writing into a file, registered before it is returned.
-struct Events {
-    child: std::process::Child,
-    file: std::path::PathBuf,
-}
-
-impl Events {
-    fn start(q: &Q) -> Events {
-        let file = q.d.state().join("events.txt");
-        let child = Command::new("virsh")
-            .args([
-                "-c",
-                &q.uri(),
-                "event",
-                "--all",
-                "--loop",
-                "--timeout",
-                "120",
-            ])
-            .stdout(std::fs::File::create(&file).unwrap())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let ev = Events { child, file };
-        // virsh registers after it connects: define and undefine a probe until it shows.
-        let t = Instant::now();
-        while !ev.text().contains("'probe'") {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "virsh event saw nothing"
-            );
-            q.define("probe", "qemu");
-            q.virsh_ok(&["undefine", "probe"]);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        ev
-    }
-
-    fn text(&self) -> String {
-        std::fs::read_to_string(&self.file).unwrap_or_default()
-    }
-
-    /// Waits until the events for `dom` are exactly `want`, in this order.
-    fn expect(&self, dom: &str, want: &[&str]) {
-        let tag = format!("event 'lifecycle' for domain '{dom}': ");
-        let t = Instant::now();
-        loop {
-            let text = self.text();
-            let got: Vec<&str> = text
-                .lines()
-                .filter_map(|l| l.strip_prefix(tag.as_str()))
-                .collect();
-            if got == want {
-                return;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(10) && got.len() <= want.len(),
-                "{dom}: events {got:?}, wanted {want:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Events {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 #[test]
@@ -220,7 +43,7 @@ fn kvm_guest_started_paused_then_resumed_and_destroyed() {
         return;
     }
     let q = Q::start();
-    let ev = Events::start(&q);
+    let ev = EventWatch::start(&q, |q| q.define("probe", "qemu"));
     q.define("kvm1", "kvm");
     q.virsh_ok(&["start", "--paused", "kvm1"]);
     q.wait_state("kvm1", "paused (user)");
@@ -243,7 +66,7 @@ fn kvm_guest_started_paused_then_resumed_and_destroyed() {
     assert!(q.qemus().is_empty(), "QEMU left after destroy");
     q.virsh_ok(&["undefine", "kvm1"]);
     // As libvirtd's qemu driver reports a paused start: Started, then Suspended.
-    ev.expect(
+    ev.expect_exactly(
         "kvm1",
         &[
             "Defined Added",

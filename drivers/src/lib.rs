@@ -13,7 +13,8 @@
 //!   atomically;
 //! - [`saveimage`]: libvirt's qemu and test-driver save image formats;
 //! - [`iohelper`]: the byte mover that copies a guest's saved state from a pipe into a
-//!   file and never reports success for data that is not synced.
+//!   file and never reports success for data that is not synced;
+//! - [`testfs`]: test support: small real filesystems that run out of space.
 
 pub mod fake;
 pub mod hypervisor;
@@ -23,3 +24,4 @@ pub mod saveimage;
 pub mod store;
 pub mod test;
 pub mod testdata;
+pub mod testfs;

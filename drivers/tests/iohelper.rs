@@ -25,6 +25,11 @@ use vireo_drivers::iohelper::{
 };
 use vireo_drivers::saveimage::{self, SaveHeader, SaveImageError};
 
+mod support;
+
+use support::TempMounts as Mounts;
+use vireo_drivers::testfs::{can_mount, tool_exists};
+
 const MIB: usize = 1 << 20;
 const XML: &str = "<domain type='kvm'><name>g</name><memory unit='KiB'>65536</memory></domain>";
 
@@ -555,120 +560,6 @@ fn restore_source_refuses_partial_truncated_corrupt_and_foreign_images() {
 
 // ---------------------------------------------------------------------------------------
 // Real filesystems that run out of space (root only).
-
-fn tool_exists(name: &str) -> bool {
-    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(name).exists())
-}
-
-/// Whether the root-only tests can run; fails under `CI=true` when they cannot.
-fn can_mount(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !nix::unistd::geteuid().is_root() {
-        missing.push("root".to_string());
-    }
-    for t in ["losetup", "mkfs.ext4", "mount", "umount"] {
-        if !tool_exists(t) {
-            missing.push(t.to_string());
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let reason = format!("{test} needs {}", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{reason} (CI=true: not skipping)");
-    }
-    eprintln!("SKIPPED: {reason}");
-    false
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Mounts made for one test, undone in reverse order when dropped (also on panic).
-struct Mounts {
-    dir: tempfile::TempDir,
-    mounts: Vec<PathBuf>,
-    loop_dev: Option<String>,
-    loop_mount: Option<PathBuf>,
-}
-
-impl Mounts {
-    fn new() -> Mounts {
-        Mounts {
-            dir: tempfile::tempdir().unwrap(),
-            mounts: Vec::new(),
-            loop_dev: None,
-            loop_mount: None,
-        }
-    }
-
-    fn tmpfs(&mut self, name: &str, size: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::create_dir(&p).unwrap();
-        run(Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "vireo-test"])
-            .arg(&p));
-        self.mounts.push(p.clone());
-        p
-    }
-
-    /// The overcommitted filesystem of host-facts §2.
-    fn thin() -> (Mounts, PathBuf) {
-        let mut m = Mounts::new();
-        let back = m.tmpfs("back", "16m");
-        let img = back.join("thin.img");
-        File::create(&img)
-            .unwrap()
-            .set_len(128 * MIB as u64)
-            .unwrap();
-        run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-O", "^has_journal"])
-            .arg(&img));
-        let dev = run(Command::new("losetup").args(["-f", "--show"]).arg(&img));
-        assert!(dev.starts_with("/dev/loop"), "losetup said {dev:?}");
-        m.loop_dev = Some(dev.clone());
-        let mnt = m.dir.path().join("thin");
-        std::fs::create_dir(&mnt).unwrap();
-        run(Command::new("mount")
-            .args(["-o", "discard", &dev])
-            .arg(&mnt));
-        m.loop_mount = Some(mnt.clone());
-        (m, mnt)
-    }
-}
-
-impl Drop for Mounts {
-    fn drop(&mut self) {
-        let umount = |p: &Path| {
-            let ok = Command::new("umount")
-                .arg(p)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                let _ = Command::new("umount").arg("-l").arg(p).status();
-            }
-        };
-        if let Some(p) = self.loop_mount.take() {
-            umount(&p);
-        }
-        if let Some(dev) = self.loop_dev.take() {
-            let _ = Command::new("losetup").args(["-d", &dev]).status();
-        }
-        for p in self.mounts.drain(..).rev() {
-            umount(&p);
-        }
-    }
-}
 
 async fn copy_into(dir: &Path, n: usize, direct: bool) -> Result<u64, IoHelperError> {
     let (r, w) = pipe_with_capacity(PIPE_CAPACITY).unwrap();

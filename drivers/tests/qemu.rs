@@ -5,8 +5,7 @@
 //! [`QemuHypervisor`] and checks what the driver reports. Without QEMU or binutils the
 //! tests skip with a printed reason, except under `CI=true`, where that is a failure.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -14,92 +13,29 @@ use tokio::sync::mpsc;
 use vireo_drivers::hypervisor::{
     Flavour, GuestEvent, Hypervisor, ShutdownOutcome, StartOptions, Started,
 };
-use vireo_drivers::qemu::hypervisor::{QemuConfig, QemuHypervisor, default_emulator};
+use vireo_drivers::qemu::hypervisor::{QemuHypervisor, default_emulator};
 use vireo_drivers::qemu::process::{QemuProcess, pid_gone};
 use vireo_drivers::qemu::qmp::{Qmp, QmpError};
-use vireo_drivers::qemu::testguest::{self, TestGuest};
+use vireo_drivers::qemu::testguest::TestGuest;
 use vireo_messages::ErrorDomain;
 use vireo_xml::DomainDef;
 
+mod support;
+
+use support::{Env, available};
+
 const EVENT_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Whether QEMU and binutils are here; under CI their absence fails the test.
-fn available() -> bool {
-    let qemu = default_emulator().is_file();
-    let tools = testguest::tools_available();
-    if qemu && tools {
-        return true;
-    }
-    let why = format!(
-        "needs qemu-system-x86_64 ({}) and binutils ({})",
-        if qemu { "found" } else { "missing" },
-        if tools { "found" } else { "missing" }
-    );
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-    eprintln!("skipping: {why}");
-    false
-}
-
-/// Boot images are built once per test process.
-fn image_cache() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-    hv: QemuHypervisor,
-}
-
+/// The guests of these tests.
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let hv = QemuHypervisor::new(Env::config(dir.path()));
-        Env { dir, hv }
-    }
-
-    fn config(dir: &Path) -> QemuConfig {
-        let mut cfg = QemuConfig::new(dir.join("run"), dir.join("log"));
-        cfg.destroy_grace = Duration::from_secs(2);
-        cfg
-    }
-
-    fn serial(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.serial"))
-    }
-
-    /// A definition booting `kind`, its serial port logged to a file.
+    /// A 64 MiB definition booting `kind`, with a pvpanic device when `panic`.
     fn def(&self, name: &str, kind: TestGuest, panic: bool) -> DomainDef {
-        let src = testguest::build(image_cache(), kind).unwrap();
-        // Each guest gets its own copy: QEMU locks its disk images.
-        let img = self.dir.path().join(format!("{name}.img"));
-        std::fs::copy(&src, &img).unwrap();
         let panic = if panic {
             "<panic model='isa'><address type='isa' iobase='0x505'/></panic>"
         } else {
             ""
         };
-        let xml = format!(
-            "<domain type='qemu'>
-              <name>{name}</name>
-              <memory unit='MiB'>64</memory>
-              <vcpu>1</vcpu>
-              <os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os>
-              <features><acpi/></features>
-              <devices>
-                <disk type='file' device='disk'>
-                  <driver name='qemu' type='raw'/>
-                  <source file='{img}'/>
-                  <target dev='sda' bus='sata'/>
-                </disk>
-                <serial type='file'><source path='{serial}'/><target port='0'/></serial>
-                {panic}
-              </devices>
-            </domain>",
-            img = img.display(),
-            serial = self.serial(name).display(),
-        );
-        DomainDef::parse(&xml).unwrap()
+        self.guest_def(name, kind, 64, "<acpi/>", panic)
     }
 
     async fn start(&self, name: &str, kind: TestGuest, paused: bool) -> Started {
@@ -112,43 +48,10 @@ impl Env {
 
     /// Waits until the guest's serial log holds `line` `times` times.
     async fn wait_serial(&self, name: &str, line: &str, times: usize) {
-        let path = self.serial(name);
-        let deadline = Instant::now() + EVENT_TIMEOUT;
-        let mut delay = Duration::from_millis(5);
-        loop {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            if text.matches(line).count() >= times {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name}: serial never showed {line:?} x{times}; it has {text:?}"
-            );
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Env {
-    /// A failed test must not leave its guests running (they outlive their "daemon" by
-    /// design): kill every process whose command line names this test's directory.
-    fn drop(&mut self) {
-        let Ok(out) = std::process::Command::new("pgrep")
-            .arg("-f")
-            .arg(self.dir.path())
-            .output()
-        else {
-            return;
-        };
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            if let Ok(pid) = pid.parse::<i32>() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
+        self.wait_serial_until(name, &format!("{line:?} x{times}"), EVENT_TIMEOUT, |t| {
+            t.matches(line).count() >= times
+        })
+        .await;
     }
 }
 

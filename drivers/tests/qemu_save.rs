@@ -12,10 +12,10 @@
 //! likewise.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -25,91 +25,28 @@ use vireo_drivers::hypervisor::{
 use vireo_drivers::iohelper::{
     self, CopyOptions, IoHelperError, IoOp, PIPE_CAPACITY, pipe_with_capacity,
 };
-use vireo_drivers::qemu::hypervisor::{QemuConfig, QemuHypervisor, default_emulator};
 use vireo_drivers::qemu::process::pid_gone;
-use vireo_drivers::qemu::testguest::{self, TestGuest};
+use vireo_drivers::qemu::testguest::TestGuest;
 use vireo_drivers::saveimage::{self, QEMU_SAVE_MAGIC, SaveHeader};
 use vireo_messages::{ErrorCode, VirError, VirResult};
 use vireo_xml::DomainDef;
 
+mod support;
+
+use support::{Env, TempMounts, available};
+use vireo_drivers::testfs::can_mount;
+
 const MIB: u32 = 1 << 20;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Whether QEMU and binutils are here; under CI their absence fails the test.
-fn available() -> bool {
-    let qemu = default_emulator().is_file();
-    let tools = testguest::tools_available();
-    if qemu && tools {
-        return true;
-    }
-    let why = format!(
-        "needs qemu-system-x86_64 ({}) and binutils ({})",
-        if qemu { "found" } else { "missing" },
-        if tools { "found" } else { "missing" }
-    );
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-    eprintln!("skipping: {why}");
-    false
-}
-
-fn image_cache() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-    hv: QemuHypervisor,
-}
-
+/// The memory-filling guests of these tests.
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = QemuConfig::new(dir.path().join("run"), dir.path().join("log"));
-        cfg.destroy_grace = Duration::from_secs(2);
-        Env {
-            hv: QemuHypervisor::new(cfg),
-            dir,
-        }
-    }
-
-    fn serial(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.serial"))
-    }
-
-    fn serial_text(&self, name: &str) -> String {
-        std::fs::read_to_string(self.serial(name)).unwrap_or_default()
-    }
-
     /// A `ram_mib` guest that fills `fill_mib` MiB (from 1 MiB up), then counts.
     fn def(&self, name: &str, ram_mib: u32, fill_mib: u32) -> DomainDef {
         let kind = TestGuest::Fill {
             fill_end: (fill_mib + 1) * MIB,
         };
-        let src = testguest::build(image_cache(), kind).unwrap();
-        let img = self.dir.path().join(format!("{name}.img"));
-        if !img.exists() {
-            std::fs::copy(&src, &img).unwrap();
-        }
-        let xml = format!(
-            "<domain type='qemu'>
-              <name>{name}</name>
-              <memory unit='MiB'>{ram_mib}</memory>
-              <vcpu>1</vcpu>
-              <os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os>
-              <devices>
-                <disk type='file' device='disk'>
-                  <driver name='qemu' type='raw'/>
-                  <source file='{img}'/>
-                  <target dev='sda' bus='sata'/>
-                </disk>
-                <serial type='file'><source path='{serial}'/><target port='0'/></serial>
-              </devices>
-            </domain>",
-            img = img.display(),
-            serial = self.serial(name).display(),
-        );
-        DomainDef::parse(&xml).unwrap()
+        self.guest_def(name, kind, ram_mib, "", "")
     }
 
     /// Starts the guest and waits until it has filled its memory and counts.
@@ -134,19 +71,17 @@ impl Env {
         s
     }
 
+    /// [`Env::start_filled`], then pauses the guest and sees its `Stopped` event.
+    async fn start_filled_paused(&self, def: &DomainDef) -> Started {
+        let mut s = self.start_filled(def).await;
+        s.guest.pause().await.unwrap();
+        assert_eq!(next_event(&mut s.events).await, GuestEvent::Stopped);
+        s
+    }
+
     async fn wait_serial(&self, name: &str, done: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let text = self.serial_text(name);
-            if done(&text) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name}: serial never got there; it has {text:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_serial_until(name, "what was awaited", TIMEOUT, done)
+            .await;
     }
 
     /// Proves the guest's vCPUs are stopped (its counter does not move for a while),
@@ -158,27 +93,6 @@ impl Env {
         s.guest.resume().await.unwrap();
         self.wait_serial(name, |t| t.len() > before.len()).await;
         assert_eq!(next_event(&mut s.events).await, GuestEvent::Resumed);
-    }
-}
-
-impl Drop for Env {
-    /// A failed test must not leave its guests running.
-    fn drop(&mut self) {
-        let Ok(out) = Command::new("pgrep")
-            .arg("-f")
-            .arg(self.dir.path())
-            .output()
-        else {
-            return;
-        };
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            if let Ok(pid) = pid.parse::<i32>() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
     }
 }
 
@@ -464,9 +378,7 @@ async fn progress_counters_move_during_a_save() {
     let name = unique("progress");
     let def = env.def(&name, 288, 256);
     let path = env.dir.path().join("g.save");
-    let mut s = env.start_filled(&def).await;
-    s.guest.pause().await.unwrap();
-    assert_eq!(next_event(&mut s.events).await, GuestEvent::Stopped);
+    let mut s = env.start_filled_paused(&def).await;
     let ctl = SaveControl::default();
     let header = SaveHeader::new(def.to_xml(), false);
     let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -540,9 +452,7 @@ async fn cancelled_save_leaves_the_guest_paused_and_resumable() {
     let env = Env::new();
     let name = unique("cancel");
     let def = env.def(&name, 64, 48);
-    let mut s = env.start_filled(&def).await;
-    s.guest.pause().await.unwrap();
-    assert_eq!(next_event(&mut s.events).await, GuestEvent::Stopped);
+    let mut s = env.start_filled_paused(&def).await;
     let ctl = SaveControl::default();
     let (r, w) = pipe_with_capacity(PIPE_CAPACITY).unwrap();
     let drain = slow_drain(r);
@@ -579,9 +489,7 @@ async fn dropping_the_save_future_cancels_the_migration() {
     let env = Env::new();
     let name = unique("dropped");
     let def = env.def(&name, 64, 48);
-    let mut s = env.start_filled(&def).await;
-    s.guest.pause().await.unwrap();
-    assert_eq!(next_event(&mut s.events).await, GuestEvent::Stopped);
+    let mut s = env.start_filled_paused(&def).await;
     let ctl = SaveControl::default();
     let (r, w) = pipe_with_capacity(PIPE_CAPACITY).unwrap();
     let drain = slow_drain(r);
@@ -704,35 +612,6 @@ async fn restore_of_a_truncated_image_fails_and_leaves_nothing_running() {
 // ---------------------------------------------------------------------------------------
 // Thin (overcommitted) storage: QEMU's migration completes, the helper's fdatasync fails.
 
-fn tool_exists(name: &str) -> bool {
-    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-        .iter()
-        .any(|d| Path::new(d).join(name).exists())
-}
-
-/// Whether the root-only test can run; fails under `CI=true` when it cannot.
-fn can_mount(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !nix::unistd::geteuid().is_root() {
-        missing.push("root".to_string());
-    }
-    for t in ["losetup", "mkfs.ext4", "mount", "umount"] {
-        if !tool_exists(t) {
-            missing.push(t.to_string());
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let reason = format!("{test} needs {}", missing.join(", "));
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{reason} (CI=true: not skipping)"
-    );
-    eprintln!("SKIPPED: {reason}");
-    false
-}
-
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
@@ -743,86 +622,17 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// ext4 in a sparse 128 MiB file on a 16 MiB tmpfs (host-facts §2), undone on drop.
-struct Thin {
-    dir: tempfile::TempDir,
-    back: Option<PathBuf>,
-    dev: Option<String>,
-    mnt: Option<PathBuf>,
-}
-
-impl Thin {
-    fn new() -> Thin {
-        let mut t = Thin {
-            dir: tempfile::tempdir().unwrap(),
-            back: None,
-            dev: None,
-            mnt: None,
-        };
-        let back = t.dir.path().join("back");
-        std::fs::create_dir(&back).unwrap();
-        run(Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16m", "vireo-test"])
-            .arg(&back));
-        t.back = Some(back.clone());
-        let img = back.join("thin.img");
-        File::create(&img).unwrap().set_len(128 << 20).unwrap();
-        run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-O", "^has_journal"])
-            .arg(&img));
-        let dev = run(Command::new("losetup").args(["-f", "--show"]).arg(&img));
-        assert!(dev.starts_with("/dev/loop"), "losetup said {dev:?}");
-        t.dev = Some(dev.clone());
-        let mnt = t.dir.path().join("thin");
-        std::fs::create_dir(&mnt).unwrap();
-        run(Command::new("mount")
-            .args(["-o", "discard", &dev])
-            .arg(&mnt));
-        t.mnt = Some(mnt);
-        t
-    }
-
-    fn path(&self) -> &Path {
-        self.mnt.as_deref().unwrap()
-    }
-}
-
-impl Drop for Thin {
-    fn drop(&mut self) {
-        let umount = |p: &Path| {
-            let ok = Command::new("umount")
-                .arg(p)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                let _ = Command::new("umount").arg("-l").arg(p).status();
-            }
-        };
-        if let Some(p) = self.mnt.take() {
-            umount(&p);
-        }
-        if let Some(dev) = self.dev.take() {
-            let _ = Command::new("losetup").args(["-d", &dev]).status();
-        }
-        if let Some(p) = self.back.take() {
-            umount(&p);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn save_to_thin_storage_fails_at_fdatasync_and_the_guest_resumes() {
     if !available() || !can_mount("save_to_thin_storage_fails_at_fdatasync_and_the_guest_resumes") {
         return;
     }
     let env = Env::new();
-    let thin = Thin::new();
+    let (_thin, thin) = TempMounts::thin();
     let name = unique("thin");
     let def = env.def(&name, 64, 48);
-    let path = thin.path().join("g.save");
-    let mut s = env.start_filled(&def).await;
-    s.guest.pause().await.unwrap();
-    assert_eq!(next_event(&mut s.events).await, GuestEvent::Stopped);
+    let path = thin.join("g.save");
+    let mut s = env.start_filled_paused(&def).await;
     let header = SaveHeader::new(def.to_xml(), true);
     let o = save(
         s.guest.as_mut(),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod libvirtd;
+pub mod qemu;
 pub mod wire;
 
 use std::os::unix::net::UnixStream;
@@ -81,25 +83,12 @@ impl Daemon {
 
     /// Runs virsh against the read-write socket.
     pub fn virsh(&self, args: &[&str]) -> Output {
-        Command::new("virsh")
-            .arg("-c")
-            .arg(self.uri())
-            .args(args)
-            .output()
-            .expect("run virsh")
+        virsh_at(&self.uri(), args)
     }
 
     /// Runs virsh and expects success; returns stdout.
     pub fn virsh_ok(&self, args: &[&str]) -> String {
-        let o = self.virsh(args);
-        assert!(
-            o.status.success(),
-            "virsh {args:?} failed: {}\n{}\nlog:\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr),
-            self.log()
-        );
-        String::from_utf8(o.stdout).unwrap()
+        virsh_succeeded(args, self.virsh(args), &self.log())
     }
 
     pub fn signal(&self, sig: i32) {
@@ -156,6 +145,28 @@ pub fn spawn_with(state: &Path, extra: &[&str]) -> Child {
         .stderr(log)
         .spawn()
         .expect("spawn vireod")
+}
+
+/// Runs virsh against `uri`.
+pub fn virsh_at(uri: &str, args: &[&str]) -> Output {
+    Command::new("virsh")
+        .arg("-c")
+        .arg(uri)
+        .args(args)
+        .output()
+        .expect("run virsh")
+}
+
+/// Asserts that virsh `args` succeeded (else fails with its output and the daemon's
+/// `log`); returns its stdout.
+pub fn virsh_succeeded(args: &[&str], o: Output, log: &str) -> String {
+    assert!(
+        o.status.success(),
+        "virsh {args:?} failed: {}\n{}\nlog:\n{log}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    String::from_utf8(o.stdout).unwrap()
 }
 
 /// Whether an external tool the test needs is there. Under `CI=true` a missing tool
