@@ -16,6 +16,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A daemon in another process (`vireod`, or `libvirtd`) is reached with a URI that names
+//! a transport, `test+unix:///default?socket=PATH`: [`remote::open`] returns a
+//! [`RemoteConnection`] over libvirt's remote protocol for those and a local
+//! [`Connection`] for the others.
+//!
 //! Nothing here leaks the actor framework: handles are plain structs whose methods are
 //! async calls returning [`vireo_messages::VirResult`].
 
@@ -30,6 +35,7 @@ pub mod network;
 pub mod nodedev;
 pub mod pool;
 pub mod registry;
+pub mod remote;
 pub mod secret;
 
 pub use domain::{DomainInfo, JobInfo, JobRequest, SaveFault, SaveFaults};
@@ -39,5 +45,6 @@ pub use host::{Host, HostConfig, HostError};
 pub use iface::Interface;
 pub use nodedev::NodeDevice;
 pub use pool::{PoolInfo, VolKey, VolumeInfo};
+pub use remote::{AnyConnection, RemoteConnection, RemoteDomain};
 pub use secret::SecretDef;
 pub use vireo_bus::{Delivery, Filter, Stamped, Subscription};
