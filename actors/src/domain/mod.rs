@@ -622,10 +622,16 @@ impl DomainActorState {
             max_mem_kib: def.memory_kib(),
             mem_kib: def.current_memory_kib(),
             vcpus: def.vcpus(),
-            cpu_time_ns: if active && self.flavour() == Flavour::Test {
-                now_ns()
-            } else {
-                0
+            // libvirt's test driver reports the wall clock; real guests their CPU time
+            // (0 while a job holds the guest).
+            cpu_time_ns: match (active, self.flavour()) {
+                (false, _) => 0,
+                (true, Flavour::Test) => now_ns(),
+                (true, _) => self
+                    .guest
+                    .as_ref()
+                    .and_then(|g| g.cpu_time_ns())
+                    .unwrap_or(0),
             },
             updated: self.live.is_some()
                 && self.persistent
