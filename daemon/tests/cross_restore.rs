@@ -10,7 +10,9 @@
 //!
 //! What runs, in one guest's life:
 //! 1. libvirtd defines and starts it, `virsh save`s it and forgets it (undefine);
-//!    vireod reads the image (`save-image-dumpxml`, header) and restores it;
+//!    vireod, which has libvirtd's stored definition (`dumpxml --inactive`, with the
+//!    devices libvirt adds, `<audio type='none'>` among them), reads the image
+//!    (`save-image-dumpxml`, header) and restores it;
 //! 2. vireod saves it with `--paused`; libvirtd restores vireod's image (paused, as the
 //!    image says), resumes it;
 //! 3. libvirtd saves it again; vireod restores it with `--xml` and an edited copy of the
@@ -38,6 +40,9 @@ use vireo_drivers::saveimage;
 const MIB: u32 = 1 << 20;
 const NAME: &str = "vireo-xrestore";
 const DEFAULT_TOOL: &str = "/work/shared/tools/libvirtd-private.sh";
+
+/// The tests of this file take turns: one libvirtd with the qemu driver per machine.
+static ONE_LIBVIRTD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Skips (outside CI) or fails (`CI=true`) for `reason`; returns false for `if !…`.
 fn skip(reason: &str) -> bool {
@@ -350,13 +355,9 @@ fn header(path: &Path) -> saveimage::SaveHeader {
         .0
 }
 
-#[test]
-fn guest_saved_by_libvirtd_restores_in_vireod_and_back() {
-    if !prerequisites() {
-        return;
-    }
-    let t0 = Instant::now();
-    // A directory both daemons' QEMUs can use.
+/// A directory both daemons' QEMUs can use, holding the fill guest's disk (a fresh copy),
+/// its serial log and its XML (64 MiB, q35, SATA disk, serial to a file, nothing else).
+fn guest_files() -> (tempfile::TempDir, Serial, PathBuf) {
     let share = tempfile::Builder::new()
         .prefix("vireo-xrestore")
         .tempdir()
@@ -392,6 +393,17 @@ fn guest_saved_by_libvirtd_restores_in_vireod_and_back() {
     );
     let xml_path = share.path().join("domain.xml");
     std::fs::write(&xml_path, xml).unwrap();
+    (share, serial, xml_path)
+}
+
+#[test]
+fn guest_saved_by_libvirtd_restores_in_vireod_and_back() {
+    if !prerequisites() {
+        return;
+    }
+    let _turn = ONE_LIBVIRTD.lock().unwrap_or_else(|e| e.into_inner());
+    let t0 = Instant::now();
+    let (share, serial, xml_path) = guest_files();
 
     let v = Vireod {
         d: Daemon::start_with(&["--qemu", "on"]),
@@ -404,6 +416,16 @@ fn guest_saved_by_libvirtd_restores_in_vireod_and_back() {
 
     // 1. libvirtd boots and saves the guest, then forgets it; vireod restores its image.
     l.ok(&["define", xml_path.to_str().unwrap()]);
+    // libvirtd's stored definition, with everything it added (controllers, PS/2 inputs,
+    // `<audio type='none'>`, the balloon), defines as it is in vireod.
+    let inactive = l.ok(&["dumpxml", "--inactive", NAME]);
+    assert!(
+        inactive.contains("<audio id='1' type='none'/>"),
+        "{inactive}"
+    );
+    let inactive_path = share.path().join("libvirtd-inactive.xml");
+    std::fs::write(&inactive_path, &inactive).unwrap();
+    v.ok(&["define", inactive_path.to_str().unwrap()]);
     l.ok(&["start", NAME]);
     serial.wait_counting();
     let live = l.ok(&["dumpxml", NAME]);
@@ -439,16 +461,18 @@ fn guest_saved_by_libvirtd_restores_in_vireod_and_back() {
     assert!(out.contains("Domain restored from"), "{out}");
     assert_eq!(domstate(&v.uri()), "running (restored)");
     serial.assert_continues("vireod restoring libvirtd's image");
+    assert!(
+        v.ok(&["dominfo", NAME]).contains("Persistent:     yes"),
+        "restored into the definition taken from libvirtd"
+    );
     eprintln!("libvirtd → vireod done after {:?}", t0.elapsed());
 
     // 2. vireod saves it (to be restored paused); libvirtd, which knows nothing of the
     //    domain, restores vireod's image paused and resumes it.
     let v_image = share.path().join("by-vireod.save");
     v.ok(&["save", NAME, v_image.to_str().unwrap(), "--paused"]);
-    assert!(
-        !virsh(&v.uri(), &["dominfo", NAME]).status.success(),
-        "a transient domain is gone from vireod after its save"
-    );
+    assert_eq!(domstate(&v.uri()), "shut off (saved)");
+    v.ok(&["undefine", NAME]);
     assert!(!header(&v_image).was_running, "--paused clears was_running");
     let dumped = l.ok(&["save-image-dumpxml", v_image.to_str().unwrap()]);
     assert!(dumped.contains(&format!("<name>{NAME}</name>")), "{dumped}");
@@ -457,6 +481,7 @@ fn guest_saved_by_libvirtd_restores_in_vireod_and_back() {
     assert!(out.contains("Domain restored from"), "{out}");
     let state = domstate(&l.uri());
     assert!(state.starts_with("paused"), "libvirtd: {state}");
+    eprintln!("libvirtd after restoring a --paused image: {state}");
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         !serial.text().chars().any(|c| c.is_ascii_digit()),
@@ -502,4 +527,40 @@ fn guest_saved_by_libvirtd_restores_in_vireod_and_back() {
     );
     v.ok(&["destroy", NAME]);
     eprintln!("all done after {:?}", t0.elapsed());
+}
+
+/// The other way round from the start: a guest defined in vireod from a plain XML (no
+/// default devices, no addresses), saved by vireod, restored by libvirtd.
+///
+/// Fails today: vireod's QEMU has the balloon where QEMU put it (`00:01.0` on pcie.0)
+/// but the image's XML has neither the balloon nor an address, so libvirtd builds its
+/// own layout (balloon behind a pcie-root-port) and QEMU refuses the stream: "Unknown
+/// savevm section or instance '0000:00:01.0/virtio-balloon' 0". The images in the test
+/// above restore in libvirtd because their XML came from libvirt with every address.
+/// Fixing it needs vireod's live XML (hence the image's) to carry the PCI addresses its
+/// QEMU actually uses (explicit addresses in the argv, or `query-pci` after start).
+#[test]
+#[ignore = "known gap: vireod's save image XML lacks the PCI addresses of auto-placed devices"]
+fn guest_defined_in_vireod_saved_by_vireod_restores_in_libvirtd() {
+    if !prerequisites() {
+        return;
+    }
+    let _turn = ONE_LIBVIRTD.lock().unwrap_or_else(|e| e.into_inner());
+    let (share, serial, xml_path) = guest_files();
+    let v = Vireod {
+        d: Daemon::start_with(&["--qemu", "on"]),
+    };
+    let l = Libvirtd::start();
+    let _ = l.virsh(&["destroy", NAME]);
+    let _ = l.virsh(&["undefine", NAME, "--managed-save"]);
+    v.ok(&["create", xml_path.to_str().unwrap()]);
+    serial.wait_counting();
+    let image = share.path().join("by-vireod.save");
+    v.ok(&["save", NAME, image.to_str().unwrap()]);
+    serial.reset();
+    let out = l.ok(&["restore", image.to_str().unwrap()]);
+    assert!(out.contains("Domain restored from"), "{out}");
+    assert_eq!(domstate(&l.uri()), "running (restored)");
+    serial.assert_continues("libvirtd restoring a vireod-defined guest");
+    l.ok(&["destroy", NAME]);
 }
