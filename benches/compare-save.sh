@@ -71,6 +71,13 @@ fi
 
 tmp=$(mktemp -d "${BENCH_DIR:-/var/tmp}/vireo-cmpsave.XXXXXX")
 chmod 755 "$tmp"
+# dd's file and one image per daemon exist at once (512 MiB each), plus headroom so that
+# a shared disk is not filled for others.
+avail_mib=$(( $(df --output=avail -k "$tmp" | tail -1) / 1024 ))
+if [ "$avail_mib" -lt 3072 ]; then
+    echo "only $avail_mib MiB free on $(df --output=target "$tmp" | tail -1); need 3 GiB" >&2
+    rmdir "$tmp"; exit 1
+fi
 vpid=
 cleanup() {
     set +e

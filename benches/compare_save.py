@@ -150,20 +150,20 @@ def qemu_pid(name):
     return None
 
 
-def timed(f, *args):
+def timed(f, *args, **kw):
     # Other work's dirty pages would be written by whichever timed fdatasync comes
     # first (an ext4 journal commit takes the ordered data of all files with it): start
     # every timed step from a clean page cache.
     os.sync()
     t = time.monotonic()
-    r = f(*args)
+    r = f(*args, **kw)
     return time.monotonic() - t, r
 
 
 def dd(path, mib):
     c0 = os.times()
     t, _ = timed(subprocess.run, ["dd", "if=/dev/zero", f"of={path}", "bs=1M",
-                                  f"count={mib}", "conv=fdatasync", "status=none"])
+                                  f"count={mib}", "conv=fdatasync", "status=none"], check=True)
     c1 = os.times()
     os.unlink(path)
     return t, (c1.children_user + c1.children_system) - (c0.children_user + c0.children_system)
