@@ -892,7 +892,8 @@ fn images_cross_restore_between_libvirtd_and_vireod() {
 // `cargo test -p vireo-daemon --test qemu_save -- --ignored --nocapture bench`):
 // save (managedsave) and restore (start) of a 512 MiB and a 64 MiB guest through virsh,
 // vireod against libvirtd's qemu driver on the same filesystem, and the raw synced write
-// bandwidth of that filesystem (`dd conv=fdatasync`). Medians of VIREO_BENCH_RUNS (5).
+// bandwidth of that filesystem (`dd conv=fdatasync`). Medians of VIREO_BENCH_RUNS (5);
+// VIREO_BENCH_BYPASS=1 saves with --bypass-cache.
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -913,6 +914,8 @@ fn bench_managedsave_and_restore_against_dd_and_libvirtd() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    // VIREO_BENCH_BYPASS=1: managedsave --bypass-cache (O_DIRECT) on both daemons.
+    let bypass = std::env::var("VIREO_BENCH_BYPASS").as_deref() == Ok("1");
     let q = Q::start();
     let lvdir = tempfile::tempdir().unwrap();
     let l = Libvirtd::start(lvdir.path()).expect("a private libvirtd");
@@ -1001,7 +1004,11 @@ fn bench_managedsave_and_restore_against_dd_and_libvirtd() {
                 };
                 run(&["start", NAME]);
                 filled();
-                saves.push(timed(|| run(&["managedsave", NAME])));
+                let mut args = vec!["managedsave", NAME];
+                if bypass {
+                    args.push("--bypass-cache");
+                }
+                saves.push(timed(|| run(&args)));
                 if daemon_is_vireo {
                     bytes = std::fs::metadata(&managed).unwrap().len();
                 }
