@@ -9,7 +9,7 @@
 #      medians of alternating runs. Target: vireod <= 0.5x libvirtd.
 # The timing is done by benches/compare_save.py with libvirt-python against both.
 #
-#   benches/compare-save.sh [--runs N] [--only 1|2] [--dir DIR]
+#   benches/compare-save.sh [--runs N] [--only 1|2] [--bypass-cache]
 #
 # Run by hand as root, not in CI. Environment:
 #   VIREOD=path       the vireod binary (default: build it with

@@ -25,7 +25,8 @@ up to 57 MiB per daemon; after one untimed warm-up cycle each, runs alternate be
 the daemons: `dom.managedSave()` timed, then `dom.create()` (start from the managed
 save, timed too), then wait until the guest counts on.
 
-Every timed step starts after an untimed `sync` (see `timed`). All files (dd's, the save images, vireod's state dir) are on the filesystem of --dir;
+With --bypass-cache every save, restore, managedsave and start passes the bypass-cache
+flag (both daemons' I/O helpers then use O_DIRECT). Every timed step starts after an untimed `sync` (see `timed`). All files (dd's, the save images, vireod's state dir) are on the filesystem of --dir;
 libvirtd's managed saves go to /var/lib/libvirt/qemu/save (the script says whether that
 is the same filesystem).
 """
@@ -246,14 +247,14 @@ def part1(a, daemons):
                 # vireod reaps its QEMU: QEMU's lifetime CPU lands in vireod's cutime.
                 q0 = cpu(qemu_pid(g.name))
                 v0, c0 = cpu(a.vireod_pid), cpu(a.vireod_pid, children=True)
-            t, _ = timed(dom.save, img)
+            t, _ = timed(dom.saveFlags, img, None, a.flags)
             if step == "vireod" and a.vireod_pid:
                 cpus["vireod"].append(cpu(a.vireod_pid) - v0)
                 cpus["qemu"].append(cpu(a.vireod_pid, children=True) - c0 - q0)
             runs[f"{step} save"].append(t)
             size[step] = os.path.getsize(img)
             g.reset_serial()
-            t, _ = timed(conn.restore, img)
+            t, _ = timed(conn.restoreFlags, img, None, a.flags)
             runs[f"{step} restore"].append(t)
             os.unlink(img)
             g.wait_continues()
@@ -325,12 +326,12 @@ def part2(a, daemons):
         for label, conn in order:
             g = guests[label]
             dom = conn.lookupByName(g.name)
-            t, _ = timed(dom.managedSave, 0)
+            t, _ = timed(dom.managedSave, a.flags)
             res[label][0].append(t)
             if not dom.hasManagedSaveImage(0):
                 raise RuntimeError(f"{label}: no managed save image after managedSave")
             g.reset_serial()
-            t, _ = timed(dom.create)
+            t, _ = timed(dom.createWithFlags, a.start_flags)
             res[label][1].append(t)
             g.wait_continues()
     for label, conn in daemons:
@@ -365,8 +366,15 @@ def main():
         os.path.dirname(os.path.abspath(__file__)), "..", "drivers", "src", "qemu",
         "testguest.rs"))
     ap.add_argument("--only", choices=["1", "2"], help="run only part 1 or 2")
+    ap.add_argument("--bypass-cache", action="store_true",
+                    help="save, restore, managedsave and start with the bypass-cache flag "
+                         "(O_DIRECT in the I/O helpers of both daemons)")
     ap.add_argument("--cleanup", action="store_true", help="only remove bench-* guests")
     a = ap.parse_args()
+    a.flags = libvirt.VIR_DOMAIN_SAVE_BYPASS_CACHE if a.bypass_cache else 0
+    a.start_flags = libvirt.VIR_DOMAIN_START_BYPASS_CACHE if a.bypass_cache else 0
+    if a.bypass_cache:
+        print("all saves, restores and starts with the bypass-cache flag")
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors are raised anyway
     daemons = [("vireod", libvirt.open(a.vireod)), ("libvirtd", libvirt.open(a.libvirtd))]
     if a.cleanup:
