@@ -59,10 +59,6 @@ pub struct CopyOptions {
     /// Write with `O_DIRECT` (bypass the page cache). The data offset must be a multiple
     /// of [`DIRECT_ALIGN`].
     pub direct: bool,
-    /// With `direct`: when the file system refuses `O_DIRECT` (tmpfs answers `EINVAL`),
-    /// write through the page cache instead of failing. For saves that prefer `O_DIRECT`
-    /// for speed rather than because the caller asked to bypass the cache.
-    pub direct_optional: bool,
     /// Bytes per read/write; rounded up to a multiple of [`DIRECT_ALIGN`].
     pub buffer: usize,
 }
@@ -71,7 +67,6 @@ impl Default for CopyOptions {
     fn default() -> CopyOptions {
         CopyOptions {
             direct: false,
-            direct_optional: false,
             buffer: DEFAULT_BUFFER,
         }
     }
@@ -320,19 +315,6 @@ fn start_writeback(file: &File, from: u64, to: u64) {
     }
 }
 
-/// Puts `file` in the mode `opts` asks for; returns whether `O_DIRECT` is on. An optional
-/// `O_DIRECT` that the file system refuses (`EINVAL`) leaves the file buffered.
-fn apply_direct(file: &File, opts: CopyOptions) -> Result<bool, IoHelperError> {
-    match set_direct(file, opts.direct) {
-        Ok(()) => Ok(opts.direct),
-        Err(e) if opts.direct && opts.direct_optional && e.errno() == Some(libc::EINVAL) => {
-            tracing::debug!("O_DIRECT refused by the file system; writing through the cache");
-            Ok(false)
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// Sets or clears `O_DIRECT` on the open file description of `file`.
 fn set_direct(file: &File, on: bool) -> Result<(), IoHelperError> {
     let flags = fcntl(file, FcntlArg::F_GETFL)
@@ -447,7 +429,8 @@ pub fn copy_blocking(
         return Err(IoHelperError::Unaligned { offset });
     }
     // Also clears an O_DIRECT the caller may have opened the file with, when not wanted.
-    let mut direct = apply_direct(dst, opts)?;
+    set_direct(dst, opts.direct)?;
+    let mut direct = opts.direct;
     let mut buf = AlignedBuf::new(len);
     let buf = buf.as_mut();
     let mut pos = offset;
@@ -806,35 +789,6 @@ pub fn restore_source(path: &Path) -> Result<(File, SaveHeader), IoHelperError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn optional_direct_falls_back_where_refused_and_required_direct_fails() {
-        // /dev/null refuses O_DIRECT with EINVAL, like file systems without it.
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/null")
-            .unwrap();
-        let optional = CopyOptions {
-            direct: true,
-            direct_optional: true,
-            ..CopyOptions::default()
-        };
-        assert!(!apply_direct(&f, optional).unwrap());
-        let required = CopyOptions {
-            direct_optional: false,
-            ..optional
-        };
-        let e = apply_direct(&f, required).unwrap_err();
-        assert_eq!(e.errno(), Some(libc::EINVAL));
-        // Where O_DIRECT works, an optional request still turns it on.
-        let t = tempfile::NamedTempFile::new_in("/dev/shm").unwrap();
-        let on = apply_direct(t.as_file(), optional).unwrap();
-        assert_eq!(
-            on,
-            OFlag::from_bits_retain(fcntl(t.as_file(), FcntlArg::F_GETFL).unwrap())
-                .contains(OFlag::O_DIRECT)
-        );
-    }
     use std::io::Write;
 
     fn feed(w: OwnedFd, data: Vec<u8>) -> std::thread::JoinHandle<()> {
@@ -872,7 +826,6 @@ mod tests {
         let opts = CopyOptions {
             direct: false,
             buffer: 5000,
-            ..CopyOptions::default()
         };
         let n = copy_blocking(r.as_fd(), &f, 10, opts, &progress, None).unwrap();
         t.join().unwrap();

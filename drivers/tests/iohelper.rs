@@ -100,7 +100,6 @@ async fn direct_copy_handles_an_unaligned_tail() {
     let opts = CopyOptions {
         direct: true,
         buffer: 256 * 1024,
-        ..CopyOptions::default()
     };
     let p = progress();
     let copied = copy_stream(r, &f, 8192, opts, p.clone()).await.unwrap();
@@ -400,7 +399,6 @@ async fn restore_through_a_pipe_with_and_without_o_direct() {
             let opts = CopyOptions {
                 direct,
                 buffer: 256 * 1024,
-                ..CopyOptions::default()
             };
             let n = feed_stream(f, off, w, opts, p.clone()).await.unwrap();
             let got = reader.join().unwrap();

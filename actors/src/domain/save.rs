@@ -655,14 +655,8 @@ impl DomainActorState {
             let path = path.clone();
             let written = written.clone();
             let own = own_failure.clone();
-            // Saves always try O_DIRECT: it saves the copy into the page cache (half the
-            // helper's CPU), so the stream runs at disk speed, and it keeps saved guests
-            // from flooding the host's cache. Only with the bypass-cache flag is it
-            // required; otherwise a file system without O_DIRECT gets cached writes (and
-            // the fdatasync before success covers them as always).
             let opts = CopyOptions {
-                direct: true,
-                direct_optional: flags & SAVE_BYPASS_CACHE == 0,
+                direct: flags & SAVE_BYPASS_CACHE != 0,
                 ..CopyOptions::default()
             };
             HelperTask::new("save", async move {
