@@ -27,7 +27,11 @@ fn virsh_drives_real_qemu_guests_with_events() {
     let xml = q.guest_xml("vm1", TestGuest::WaitPowerButton, "");
     q.virsh_ok(&["define", xml.to_str().unwrap()]);
     q.virsh_ok(&["start", "vm1"]);
-    ev.expect_in_order("vm1", &["Defined Added", "Started Booted"]);
+    // libvirtd's qemu driver reports the CPUs' start first (checked side by side).
+    ev.expect_in_order(
+        "vm1",
+        &["Defined Added", "Resumed Unpaused", "Started Booted"],
+    );
     let list = q.virsh_ok(&["list"]);
     assert!(
         list.lines()
@@ -74,7 +78,12 @@ fn virsh_drives_real_qemu_guests_with_events() {
     q.virsh_ok(&["undefine", "vm1"]);
     ev.expect_in_order(
         "vm1",
-        &["Started Booted", "Stopped Destroyed", "Undefined Removed"],
+        &[
+            "Started Booted",
+            "Shutdown Finished after host request",
+            "Stopped Destroyed",
+            "Undefined Removed",
+        ],
     );
 
     // A guest that powers off by itself.

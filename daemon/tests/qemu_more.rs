@@ -65,7 +65,8 @@ fn kvm_guest_started_paused_then_resumed_and_destroyed() {
     q.wait_state("kvm1", "shut off (destroyed)");
     assert!(q.qemus().is_empty(), "QEMU left after destroy");
     q.virsh_ok(&["undefine", "kvm1"]);
-    // As libvirtd's qemu driver reports a paused start: Started, then Suspended.
+    // As libvirtd's qemu driver reports a paused start (Started, then Suspended) and a
+    // destroy (QEMU's host-initiated shutdown, then Stopped) — checked side by side.
     ev.expect_exactly(
         "kvm1",
         &[
@@ -74,6 +75,7 @@ fn kvm_guest_started_paused_then_resumed_and_destroyed() {
             "Suspended Paused",
             "Resumed Unpaused",
             "Suspended Paused",
+            "Shutdown Finished after host request",
             "Stopped Destroyed",
             "Undefined Removed",
         ],

@@ -1077,6 +1077,11 @@ impl DomainActorState {
                         self.lifecycle(DomainEventKind::Resumed, detail::resumed::FROM_SNAPSHOT);
                     }
                 } else {
+                    // libvirt's qemu driver reports the CPUs' first start (QEMU's RESUME
+                    // after `cont`) before the domain's start.
+                    if !is_paused && self.flavour() == Flavour::Qemu {
+                        self.lifecycle(DomainEventKind::Resumed, detail::resumed::UNPAUSED);
+                    }
                     self.lifecycle(DomainEventKind::Started, detail::started::BOOTED);
                     if is_paused {
                         self.lifecycle(DomainEventKind::Suspended, detail::suspended::PAUSED);
@@ -1108,6 +1113,11 @@ impl DomainActorState {
             }
             Outcome::Reset => {}
             Outcome::Destroyed => {
+                // libvirt's qemu driver: QEMU reports the SIGTERM as a host-initiated
+                // shutdown before the domain is seen stopped.
+                if self.flavour() == Flavour::Qemu {
+                    self.lifecycle(DomainEventKind::Shutdown, detail::shutdown::HOST);
+                }
                 self.stopped(
                     StateReason::new(DomainState::Shutoff, shutoff::DESTROYED),
                     detail::stopped::DESTROYED,
