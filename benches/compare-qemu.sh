@@ -43,23 +43,7 @@ if [ -s /run/libvirt/qemu/driver.pid ] && kill -0 "$(cat /run/libvirt/qemu/drive
 fi
 
 # --- machine prerequisites of libvirtd's qemu driver (only if missing) ---
-if ! getent passwd libvirt-qemu >/dev/null; then
-    echo "creating system user libvirt-qemu (needed by libvirt 9.0's qemu driver)"
-    useradd --system --no-create-home --home-dir /var/lib/libvirt \
-        --shell /usr/sbin/nologin --user-group libvirt-qemu
-fi
-if [ ! -e /etc/libvirt/qemu.conf ]; then
-    echo "writing /etc/libvirt/qemu.conf (root, no dynamic ownership, no virtlogd, no security driver)"
-    mkdir -p /etc/libvirt
-    cat > /etc/libvirt/qemu.conf <<'EOF'
-# Written by vireo's benches/compare-qemu.sh for a libvirtd run by hand.
-user = "root"
-group = "root"
-dynamic_ownership = 0
-stdio_handler = "file"
-security_driver = "none"
-EOF
-fi
+"$repo/scripts/libvirtd-qemu-setup.sh"
 
 # --- vireod ---
 if [ -z "${VIREOD:-}" ]; then

@@ -26,7 +26,10 @@ command -v losetup >/dev/null 2>&1 || need+=(mount)
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 
+here=$(cd "$(dirname "$0")" && pwd)
+
 if [ ${#need[@]} -eq 0 ]; then
+  "$here/libvirtd-qemu-setup.sh"
   echo "install-host-deps: everything is already installed"
   exit 0
 fi
@@ -69,4 +72,5 @@ done
 if [ ${#bp_pkgs[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports "${bp_pkgs[@]}"
 fi
+"$here/libvirtd-qemu-setup.sh"
 echo "install-host-deps: done"
