@@ -16,7 +16,7 @@ use vireo_messages::{DomainId, ErrorCode, ErrorDomain, VirError, VirResult};
 use vireo_wire::RemoteProc as P;
 use vireo_wire::procs::*;
 use vireo_wire::types::NonnullDomain;
-use vireo_wire::xdr::{CharArray, XdrEncode};
+use vireo_wire::xdr::XdrEncode;
 
 use super::{Handled, args, ret, void};
 use crate::session::Session;
@@ -159,8 +159,6 @@ fn is_domain_proc(p: P) -> bool {
             | P::DomainGetJobStats
             | P::DomainAbortJob
             | P::DomainAbortJobFlags
-            | P::DomainGetSchedulerType
-            | P::DomainGetSecurityLabel
             | P::DomainGetMessages
             | P::DomainSnapshotNum
     )
@@ -565,22 +563,6 @@ async fn run(s: &Arc<Session>, conn: &Connection, p: P, payload: &[u8]) -> VirRe
             check_flags(conn, a.flags, 0, "qemuDomainAbortJobFlags")?;
             active(find(conn, &a.dom)?)?.abort_job().await?;
             void()
-        }
-        P::DomainGetSchedulerType => {
-            let a: DomainArgs = args(payload)?;
-            find(conn, &a.dom)?;
-            ret(&DomainGetSchedulerTypeRet {
-                type_: "fair".into(),
-                nparams: 1,
-            })
-        }
-        P::DomainGetSecurityLabel => {
-            let a: DomainArgs = args(payload)?;
-            find(conn, &a.dom)?;
-            ret(&DomainGetSecurityLabelRet {
-                label: CharArray::with_nul("libvirt-test"),
-                enforcing: 1,
-            })
         }
         P::DomainGetMessages => {
             let a: DomainFlagsArgs = args(payload)?;

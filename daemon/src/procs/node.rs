@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use vireo_drivers::testdata::{
-    CPU_MAP_CPUS, CPU_MAP_ONLINE, CPU_MAP_ONLINE_COUNT, SECURITY_DOI, SECURITY_MODEL,
-    capabilities_xml, cells_free_memory, free_memory, sysinfo_xml,
+    CPU_MAP_CPUS, CPU_MAP_ONLINE, CPU_MAP_ONLINE_COUNT, capabilities_xml, cells_free_memory,
+    free_memory, sysinfo_xml,
 };
 use vireo_messages::{ErrorDomain, VirError};
 use vireo_wire::RemoteProc as P;
 use vireo_wire::procs::*;
-use vireo_wire::xdr::{CharArray, FixedChars};
+use vireo_wire::xdr::FixedChars;
 
 use super::{Handled, args, ret};
 use crate::session::Session;
@@ -28,7 +28,6 @@ pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
                     | P::ConnectGetSysinfo
                     | P::NodeGetFreeMemory
                     | P::NodeGetCellsFreeMemory
-                    | P::NodeGetSecurityModel
                     | P::NodeGetCpuMap
             )
             .then_some(Err(e));
@@ -85,10 +84,6 @@ pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
             }
             ret(&NodeGetCellsFreeMemoryRet { cells })
         })(),
-        P::NodeGetSecurityModel => ret(&NodeGetSecurityModelRet {
-            model: CharArray::with_nul(SECURITY_MODEL),
-            doi: CharArray::with_nul(SECURITY_DOI),
-        }),
         P::NodeGetCpuMap => (|| {
             let a: NodeGetCpuMapArgs = args(payload)?;
             ret(&NodeGetCpuMapRet {
