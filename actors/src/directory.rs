@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use ractor::{ActorId, ActorRef};
-use vireo_messages::{DomainId, DomainState, StateReason, Uuid, VirResult};
+use vireo_messages::{DomainId, StateReason, Uuid, VirResult};
 use vireo_xml::{DomainDef, FormatOptions};
 
 use crate::domain::DomainMsg;
@@ -374,11 +374,6 @@ impl Directory {
     }
 }
 
-/// Whether a state counts as "shut off" for list filters.
-pub fn is_shutoff(s: DomainState) -> bool {
-    s == DomainState::Shutoff
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,7 +403,7 @@ mod tests {
             uuid: def.uuid().unwrap(),
             name: def.name(),
             id: None,
-            state: StateReason::new(DomainState::Shutoff, 0),
+            state: StateReason::new(vireo_messages::DomainState::Shutoff, 0),
             persistent: true,
             autostart: false,
             managed_save: false,

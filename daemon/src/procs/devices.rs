@@ -13,7 +13,7 @@ use vireo_wire::RemoteProc as P;
 use vireo_wire::procs::*;
 use vireo_wire::types::{NonnullInterface, NonnullNodeDevice, NonnullSecret};
 
-use super::{Handled, args, ret, void};
+use super::{Handled, args, ret, truncate, void};
 use crate::session::Session;
 
 fn iface_ref(i: &Interface) -> NonnullInterface {
@@ -36,11 +36,6 @@ fn check_flags(dom: ErrorDomain, flags: u32, allowed: u32, func: &str) -> VirRes
         return Err(VirError::unsupported_flags(dom, flags & !allowed, func));
     }
     Ok(())
-}
-
-fn truncate(mut v: Vec<String>, max: i32) -> Vec<String> {
-    v.truncate(max.max(0) as usize);
-    v
 }
 
 fn is_family(p: P) -> bool {

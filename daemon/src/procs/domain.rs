@@ -18,7 +18,7 @@ use vireo_wire::procs::*;
 use vireo_wire::types::NonnullDomain;
 use vireo_wire::xdr::XdrEncode;
 
-use super::{Handled, args, ret, void};
+use super::{Handled, args, ret, truncate, void};
 use crate::session::Session;
 
 /// The wire reference for a domain handle, with its current id.
@@ -77,11 +77,6 @@ fn managed_image(conn: &Connection, r: &NonnullDomain) -> VirResult<std::path::P
 /// The typed parameters of `virDomainGetJobStats` for a job's counters.
 fn job_stats(i: &vireo_actors::domain::JobInfo) -> Vec<vireo_wire::types::TypedParam> {
     vireo_wire::types::typed_params_to_wire(&i.params())
-}
-
-fn truncate<T>(mut v: Vec<T>, max: i32) -> Vec<T> {
-    v.truncate(max.max(0) as usize);
-    v
 }
 
 fn check_flags(conn: &Connection, flags: u32, allowed: u32, func: &str) -> VirResult<()> {

@@ -48,6 +48,38 @@ pub fn void() -> VirResult<Bytes> {
     Ok(Bytes::new())
 }
 
+/// Keeps at most `max` items (a list call's `maxnames`; negative means none).
+pub fn truncate<T>(mut v: Vec<T>, max: i32) -> Vec<T> {
+    v.truncate(max.max(0) as usize);
+    v
+}
+
+/// The four name-list procedures every object family has (number of active and of
+/// inactive objects, names of each), answered from `names(active)`. `procs` names them
+/// in that order: `[num_active, num_inactive, list_active, list_inactive]`.
+pub fn name_lists(
+    p: RemoteProc,
+    payload: &[u8],
+    procs: [RemoteProc; 4],
+    names: impl Fn(bool) -> Vec<String>,
+) -> Option<VirResult<Bytes>> {
+    use vireo_wire::procs::{IntRet, MaxNamesArgs, NamesRet};
+    let active = p == procs[0] || p == procs[2];
+    if p == procs[0] || p == procs[1] {
+        return Some(ret(&IntRet {
+            value: names(active).len() as i32,
+        }));
+    }
+    if p == procs[2] || p == procs[3] {
+        return Some(args::<MaxNamesArgs>(payload).and_then(|a| {
+            ret(&NamesRet {
+                names: truncate(names(active), a.maxnames),
+            })
+        }));
+    }
+    None
+}
+
 /// The error domain libvirt's public API file for this procedure reports with.
 pub fn family_domain(p: RemoteProc) -> ErrorDomain {
     let n = p.name();

@@ -11,7 +11,7 @@ use vireo_wire::procs::*;
 use vireo_wire::types::NonnullNetwork;
 use vireo_xml::NetworkDef;
 
-use super::{Handled, args, ret, void};
+use super::{Handled, args, name_lists, ret, void};
 use crate::session::Session;
 
 fn net_ref(n: &Network) -> NonnullNetwork {
@@ -45,11 +45,6 @@ pub fn object_filter(flags: u32, active: bool, persistent: bool, autostart: bool
     group(2, 1, active, !active)
         && group(4, 8, persistent, !persistent)
         && group(16, 32, autostart, !autostart)
-}
-
-fn truncate(mut v: Vec<String>, max: i32) -> Vec<String> {
-    v.truncate(max.max(0) as usize);
-    v
 }
 
 /// Handles this family's procedures.
@@ -94,25 +89,16 @@ async fn run(conn: &Connection, p: P, payload: &[u8]) -> VirResult<Bytes> {
             .map(|e| e.name)
             .collect()
     };
+    let lists = [
+        P::ConnectNumOfNetworks,
+        P::ConnectNumOfDefinedNetworks,
+        P::ConnectListNetworks,
+        P::ConnectListDefinedNetworks,
+    ];
+    if let Some(r) = name_lists(p, payload, lists, names) {
+        return r;
+    }
     match p {
-        P::ConnectNumOfNetworks => ret(&IntRet {
-            value: names(true).len() as i32,
-        }),
-        P::ConnectNumOfDefinedNetworks => ret(&IntRet {
-            value: names(false).len() as i32,
-        }),
-        P::ConnectListNetworks => {
-            let a: MaxNamesArgs = args(payload)?;
-            ret(&NamesRet {
-                names: truncate(names(true), a.maxnames),
-            })
-        }
-        P::ConnectListDefinedNetworks => {
-            let a: MaxNamesArgs = args(payload)?;
-            ret(&NamesRet {
-                names: truncate(names(false), a.maxnames),
-            })
-        }
         P::ConnectListAllNetworks => {
             let a: ListAllArgs = args(payload)?;
             if a.flags & !63 != 0 {

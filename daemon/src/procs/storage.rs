@@ -12,7 +12,7 @@ use vireo_wire::procs::*;
 use vireo_wire::types::{NonnullStoragePool, NonnullStorageVol};
 
 use super::network::object_filter;
-use super::{Handled, args, ret, void};
+use super::{Handled, args, name_lists, ret, truncate, void};
 use crate::session::Session;
 
 fn pool_ref(p: &Pool) -> NonnullStoragePool {
@@ -66,11 +66,6 @@ async fn search(conn: &Connection, key: VolKey, what: &str) -> VirResult<(Pool, 
         conn.error_domain(),
         what.to_string(),
     ))
-}
-
-fn truncate(mut v: Vec<String>, max: i32) -> Vec<String> {
-    v.truncate(max.max(0) as usize);
-    v
 }
 
 /// Handles this family's procedures.
@@ -128,25 +123,16 @@ async fn run(conn: &Connection, p: P, payload: &[u8]) -> VirResult<Bytes> {
             .map(|e| e.name)
             .collect()
     };
+    let lists = [
+        P::ConnectNumOfStoragePools,
+        P::ConnectNumOfDefinedStoragePools,
+        P::ConnectListStoragePools,
+        P::ConnectListDefinedStoragePools,
+    ];
+    if let Some(r) = name_lists(p, payload, lists, names) {
+        return r;
+    }
     match p {
-        P::ConnectNumOfStoragePools => ret(&IntRet {
-            value: names(true).len() as i32,
-        }),
-        P::ConnectNumOfDefinedStoragePools => ret(&IntRet {
-            value: names(false).len() as i32,
-        }),
-        P::ConnectListStoragePools => {
-            let a: MaxNamesArgs = args(payload)?;
-            ret(&NamesRet {
-                names: truncate(names(true), a.maxnames),
-            })
-        }
-        P::ConnectListDefinedStoragePools => {
-            let a: MaxNamesArgs = args(payload)?;
-            ret(&NamesRet {
-                names: truncate(names(false), a.maxnames),
-            })
-        }
         P::ConnectListAllStoragePools => {
             let a: ListAllArgs = args(payload)?;
             // Pool-type bits (64 and up) are accepted but not filtered on.
