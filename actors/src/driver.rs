@@ -34,7 +34,7 @@ use vireo_messages::{
 use vireo_xml::DomainDef;
 
 use crate::directory::{Directory, DomainEntry, Dormant, LiveActor, Owner, Route};
-use crate::domain::{DomainActor, DomainArgs, DomainMsg, RunningGuest};
+use crate::domain::{DomainActor, DomainArgs, DomainMsg, JobRequest, RunningGuest};
 use crate::network::{NetworkRegistry, Networks};
 use crate::pool::{PoolRegistry, Pools};
 
@@ -373,6 +373,14 @@ async fn deliver(driver: &ActorRef<DriverMsg>, ctx: &Arc<DriverCtx>, uuid: Uuid,
                 let Owner::Hibernated(dormant) = &entry.owner else {
                     continue;
                 };
+                // Undefining a hibernated domain needs no actor: answered here.
+                let msg = match msg {
+                    DomainMsg::Job(JobRequest::Undefine { flags }, reply) => {
+                        let _ = reply.send(undefine_hibernated(ctx, &entry, flags));
+                        return;
+                    }
+                    other => other,
+                };
                 let live = match wake(driver, ctx, &entry, dormant).await {
                     Ok(a) => a,
                     Err(e) => return fail(msg, e),
@@ -390,6 +398,24 @@ async fn deliver(driver: &ActorRef<DriverMsg>, ctx: &Arc<DriverCtx>, uuid: Uuid,
         }
     }
     fail(msg, gone(ctx, &uuid));
+}
+
+/// Undefines a hibernated (persistent, shut off, idle) domain: its definition leaves
+/// the store and the directory, and `Undefined` is published before the caller hears.
+fn undefine_hibernated(ctx: &DriverCtx, entry: &DomainEntry, flags: u32) -> VirResult<String> {
+    crate::domain::remove_definition(
+        ctx,
+        &entry.name,
+        entry.persistent,
+        entry.managed_save,
+        flags,
+    )?;
+    ctx.directory.remove(&entry.uuid);
+    ctx.publish(
+        ObjectRef::domain(entry.name.clone(), entry.uuid, None),
+        EventKind::lifecycle(DomainEventKind::Undefined, detail::undefined::REMOVED),
+    );
+    Ok(String::new())
 }
 
 fn gone(ctx: &DriverCtx, uuid: &Uuid) -> VirError {

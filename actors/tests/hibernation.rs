@@ -372,3 +372,78 @@ async fn a_failed_start_leaves_the_domain_asleep_and_unchanged() {
     assert_eq!(dom.info().await.unwrap().state.state, DomainState::Running);
     host.shutdown().await;
 }
+
+/// Waits for the next lifecycle event on `sub`: (name, event, detail).
+async fn next_lifecycle(
+    sub: &mut vireo_actors::Subscription,
+) -> (String, vireo_messages::DomainEventKind, i32) {
+    loop {
+        let d = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+            .await
+            .expect("an event within 5 s")
+            .expect("hub alive");
+        if let vireo_actors::Delivery::Event(s) = d
+            && let Some(l) = s.event.kind.as_lifecycle()
+        {
+            return (s.event.object.name.clone(), l.event, l.detail);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undefine_of_a_hibernated_domain_wakes_no_actor() {
+    use vireo_messages::DomainEventKind;
+    use vireo_messages::event::detail;
+
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+    let conn = host.open("test:///default").await.unwrap();
+    let mut sub = host.subscribe(vireo_actors::Filter::all().name("vm1"));
+    let dom = conn.define_domain(XML).await.unwrap();
+    assert_eq!(next_lifecycle(&mut sub).await.1, DomainEventKind::Defined);
+    dom.set_autostart(true).await.unwrap();
+    hibernates(&dom).await;
+    let def = dir.path().join("test/domains/vm1.xml");
+    let marker = dir.path().join("test/autostart/domains-vm1");
+    assert!(def.exists() && marker.exists());
+
+    // Unknown flags are refused and change nothing.
+    let spawned = conn.domain_actors_spawned();
+    let e = dom.undefine(1 << 20).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidArg, "{e:?}");
+    assert!(def.exists() && dom.is_hibernated().unwrap());
+
+    dom.undefine(0).await.unwrap();
+    assert_eq!(
+        conn.domain_actors_spawned(),
+        spawned,
+        "no actor was woken only to be removed"
+    );
+    assert_eq!(
+        next_lifecycle(&mut sub).await,
+        (
+            "vm1".into(),
+            DomainEventKind::Undefined,
+            detail::undefined::REMOVED
+        )
+    );
+    assert!(!def.exists() && !marker.exists());
+    assert!(conn.lookup_domain_by_name("vm1").is_err());
+    assert_eq!(dom.undefine(0).await.unwrap_err().code, ErrorCode::NoDomain);
+
+    // A hibernated domain with a managed-save image keeps it unless the flag says so.
+    let dom = conn.define_domain(XML).await.unwrap();
+    dom.start(false).await.unwrap();
+    dom.managed_save(0).await.unwrap();
+    hibernates(&dom).await;
+    let spawned = conn.domain_actors_spawned();
+    let e = dom.undefine(0).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::OperationInvalid, "{e:?}");
+    assert!(def.exists());
+    dom.undefine(vireo_actors::domain::UNDEFINE_MANAGED_SAVE)
+        .await
+        .unwrap();
+    assert!(!def.exists() && !dir.path().join("test/managedsave/vm1.save").exists());
+    assert_eq!(conn.domain_actors_spawned(), spawned);
+    host.shutdown().await;
+}

@@ -1198,40 +1198,13 @@ impl DomainActorState {
     }
 
     fn undefine(&mut self, flags: u32) -> VirResult<()> {
-        let known = UNDEFINE_MANAGED_SAVE | 2 | 4 | 8 | 16 | 32 | 64;
-        if flags & !known != 0 {
-            return Err(VirError::unsupported_flags(
-                self.ctx.hv.error_domain(),
-                flags,
-                "virDomainUndefineFlags",
-            ));
-        }
-        if !self.persistent {
-            return Err(VirError::operation_invalid(
-                self.ctx.hv.error_domain(),
-                "cannot undefine transient domain",
-            ));
-        }
-        if self.managed_save && flags & UNDEFINE_MANAGED_SAVE == 0 {
-            return Err(VirError::operation_invalid(
-                self.ctx.hv.error_domain(),
-                "Refusing to undefine while domain managed save image exists",
-            ));
-        }
-        if let Some(store) = &self.ctx.store {
-            store
-                .remove_def(StoredKind::Domain, &self.name)
-                .map_err(|e| {
-                    VirError::system(
-                        self.ctx.hv.error_domain(),
-                        format!("cannot remove config for domain '{}'", self.name),
-                        &e,
-                    )
-                })?;
-            if self.managed_save {
-                let _ = vireo_drivers::store::remove_durable(&store.managed_save_path(&self.name));
-            }
-        }
+        remove_definition(
+            &self.ctx,
+            &self.name,
+            self.persistent,
+            self.managed_save,
+            flags,
+        )?;
         self.managed_save = false;
         self.autostart = false;
         self.lifecycle(DomainEventKind::Undefined, detail::undefined::REMOVED);
@@ -1373,4 +1346,51 @@ impl DomainActorState {
             }
         }
     }
+}
+
+/// The part of `virDomainUndefineFlags` that needs no actor: the flag and state checks,
+/// then the definition (with its autostart marker, and the managed-save image when the
+/// flags allow it) removed from the store. The domain actor calls it for a domain it
+/// runs; the driver calls it for a hibernated domain, which it then drops from the
+/// directory without waking an actor only to delete it.
+pub(crate) fn remove_definition(
+    ctx: &DriverCtx,
+    name: &str,
+    persistent: bool,
+    managed_save: bool,
+    flags: u32,
+) -> VirResult<()> {
+    let known = UNDEFINE_MANAGED_SAVE | 2 | 4 | 8 | 16 | 32 | 64;
+    if flags & !known != 0 {
+        return Err(VirError::unsupported_flags(
+            ctx.hv.error_domain(),
+            flags,
+            "virDomainUndefineFlags",
+        ));
+    }
+    if !persistent {
+        return Err(VirError::operation_invalid(
+            ctx.hv.error_domain(),
+            "cannot undefine transient domain",
+        ));
+    }
+    if managed_save && flags & UNDEFINE_MANAGED_SAVE == 0 {
+        return Err(VirError::operation_invalid(
+            ctx.hv.error_domain(),
+            "Refusing to undefine while domain managed save image exists",
+        ));
+    }
+    if let Some(store) = &ctx.store {
+        store.remove_def(StoredKind::Domain, name).map_err(|e| {
+            VirError::system(
+                ctx.hv.error_domain(),
+                format!("cannot remove config for domain '{name}'"),
+                &e,
+            )
+        })?;
+        if managed_save {
+            let _ = vireo_drivers::store::remove_durable(&store.managed_save_path(name));
+        }
+    }
+    Ok(())
 }
