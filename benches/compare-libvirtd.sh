@@ -22,7 +22,11 @@
 #         Target: >= 5x on every workload, no lost events.
 # Part 2: daemon CPU time per workload with libvirt-python as the client
 #         (benches/cpu-python.py reads utime+stime of each daemon from /proc/PID/stat),
-#         vireod CPU / libvirtd CPU. Target: <= 0.2x.
+#         vireod CPU / libvirtd CPU. Target: <= 0.2x. The same client also drives
+#         vireo-replay, which answers every call with a reply recorded from vireod and
+#         does nothing else: its CPU is the floor of any daemon on this machine (the
+#         wake-up, read, write and sleep every call costs), printed as floor/libvirtd.
+#         Events cannot be replayed, so the events workload has no floor.
 set -euo pipefail
 scale=${1:-1}
 cpu_scale=${2:-4}
@@ -32,13 +36,15 @@ target=${CARGO_TARGET_DIR:-$root/target}
 
 echo "building vireod and vireo-loadgen (release)..." >&2
 (cd "$root" && cargo build --quiet --release -p vireo-daemon --bin vireod \
-    -p vireo-benches --bin vireo-loadgen)
+    -p vireo-benches --bin vireo-loadgen --bin vireo-replay)
 vireod=$target/release/vireod
 loadgen=$target/release/vireo-loadgen
+replay=$target/release/vireo-replay
 
 work=$(mktemp -d /dev/shm/vireo-compare.XXXXXX)
-lpid=; vpid=
+lpid=; vpid=; rpid=
 cleanup() {
+    [ -n "$rpid" ] && kill -TERM "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null
     [ -n "$lpid" ] && kill -TERM "$lpid" 2>/dev/null && wait "$lpid" 2>/dev/null
     [ -n "$vpid" ] && kill -TERM "$vpid" 2>/dev/null && wait "$vpid" 2>/dev/null
     rm -rf "$work"
@@ -93,11 +99,27 @@ best "$work/lg-libvirtd-all.txt" > "$work/lg-libvirtd.txt"
 best "$work/lg-vireod-all.txt" > "$work/lg-vireod.txt"
 echo
 echo "== Part 2: daemon CPU, libvirt-python client (least of $repeat) =="
+# The floor: record vireod's replies through vireo-replay, then serve them.
+floor_workloads=cycles,list,lookup,parallel
+rsock=$work/replay.sock
+"$replay" record --listen "$rsock" --upstream "$vsock" --table "$work/replay.table" &
+rpid=$!
+for _ in $(seq 1 50); do [ -S "$rsock" ] && break; sleep 0.1; done
+/usr/bin/python3 "$root/benches/cpu-python.py" --uri "test+unix:///default?socket=$rsock" \
+    --pid "$rpid" --scale 0.01 --label record --workloads "$floor_workloads" > /dev/null
+kill -TERM "$rpid"; wait "$rpid" 2>/dev/null || true
+rm -f "$rsock"
+"$replay" serve --listen "$rsock" --table "$work/replay.table" &
+rpid=$!
+for _ in $(seq 1 50); do [ -S "$rsock" ] && break; sleep 0.1; done
 for i in $(seq 1 "$repeat"); do
     /usr/bin/python3 "$root/benches/cpu-python.py" --uri "test+unix:///default?socket=$lsock" \
         --pid "$lpid" --scale "$cpu_scale" --label libvirtd | tee -a "$work/cpu-libvirtd-all.txt"
     /usr/bin/python3 "$root/benches/cpu-python.py" --uri "test+unix:///default?socket=$vsock" \
         --pid "$vpid" --scale "$cpu_scale" --label vireod | tee -a "$work/cpu-vireod-all.txt"
+    /usr/bin/python3 "$root/benches/cpu-python.py" --uri "test+unix:///default?socket=$rsock" \
+        --pid "$rpid" --scale "$cpu_scale" --label floor --workloads "$floor_workloads" \
+        | tee -a "$work/cpu-floor-all.txt"
 done
 # Keep each workload's least daemon CPU (CPU time only grows with interference).
 least() {
@@ -107,19 +129,22 @@ least() {
 }
 least "$work/cpu-libvirtd-all.txt" > "$work/cpu-libvirtd.txt"
 least "$work/cpu-vireod-all.txt" > "$work/cpu-vireod.txt"
+least "$work/cpu-floor-all.txt" > "$work/cpu-floor.txt"
 echo
 echo "== Summary (targets: throughput >= 5.0x, CPU <= 0.20x) =="
 # key=value lines -> "workload value" pairs, then joined per workload.
 field() { # file key
     awk -v k="$2" '{ w=""; v=""; for (i=1;i<=NF;i++) { split($i,a,"="); if (a[1]=="workload") w=a[2]; if (a[1]==k) v=a[2] } if (w!="") print w, v }' "$1"
 }
-printf '%-10s %14s %14s %8s %12s %12s %8s\n' workload "libvirtd op/s" "vireod op/s" ratio "libvirtd cpu" "vireod cpu" ratio
+printf '%-10s %14s %14s %8s %12s %12s %8s %12s %8s\n' workload "libvirtd op/s" "vireod op/s" ratio "libvirtd cpu" "vireod cpu" ratio "floor cpu" ratio
 join <(field "$work/lg-libvirtd.txt" ops_per_s | sort) <(field "$work/lg-vireod.txt" ops_per_s | sort) > "$work/tp"
-join <(field "$work/cpu-libvirtd.txt" daemon_cpu_s | sort) <(field "$work/cpu-vireod.txt" daemon_cpu_s | sort) > "$work/cpu"
-join -a1 "$work/tp" "$work/cpu" | while read -r w l v lc vc; do
-    awk -v w="$w" -v l="$l" -v v="$v" -v lc="${lc:-0}" -v vc="${vc:-0}" 'BEGIN {
+join <(field "$work/cpu-libvirtd.txt" daemon_cpu_s | sort) <(field "$work/cpu-vireod.txt" daemon_cpu_s | sort) > "$work/cpu0"
+join -a1 "$work/cpu0" <(field "$work/cpu-floor.txt" daemon_cpu_s | sort) > "$work/cpu"
+join -a1 "$work/tp" "$work/cpu" | while read -r w l v lc vc fc; do
+    awk -v w="$w" -v l="$l" -v v="$v" -v lc="${lc:-0}" -v vc="${vc:-0}" -v fc="${fc:--1}" 'BEGIN {
         r = (l > 0) ? v / l : 0; c = (lc > 0) ? vc / lc : 0
-        printf "%-10s %14.1f %14.1f %7.2fx %11.3fs %11.3fs %7.2fx\n", w, l, v, r, lc, vc, c }'
+        if (fc >= 0) { f = sprintf("%11.3fs %7.2fx", fc, (lc > 0) ? fc / lc : 0) } else { f = sprintf("%12s %8s", "-", "-") }
+        printf "%-10s %14.1f %14.1f %7.2fx %11.3fs %11.3fs %7.2fx %s\n", w, l, v, r, lc, vc, c, f }'
 done
 echo "events lost over all runs: libvirtd $(grep -o 'lost=[0-9]*' "$work/lg-libvirtd-all.txt" | tr '\n' ' ')," \
     "vireod $(grep -o 'lost=[0-9]*' "$work/lg-vireod-all.txt" | tr '\n' ' ')"
