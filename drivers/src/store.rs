@@ -6,14 +6,14 @@
 //! domains/NAME.xml        persistent domain definitions (inactive XML)
 //! networks/NAME.xml       persistent network definitions
 //! pools/NAME.xml          persistent pool definitions
-//! pools/NAME/VOL.xml      volumes of drivers whose volumes are not files (test driver)
+//! pools/NAME.volumes.xml  volumes of drivers whose volumes are not files (test driver)
 //! autostart/KIND-NAME     marker: the object starts with its driver
 //! managedsave/NAME.save   managed-save images
 //! ```
 //!
 //! and under the run root (`STATE/run/test`): `domains/NAME.json` runtime status records
 //! (state, id, live XML, the hypervisor's reattach record), `networks/NAME.json`,
-//! `pools/NAME.json` and `ids` (the next domain id).
+//! `pools/NAME.json` and `next-id` (the next domain id).
 //!
 //! Every write is atomic: a temporary file in the same directory is written and renamed
 //! over the target, so a crash leaves either the old or the new content, never a torn
@@ -28,14 +28,52 @@
 //! gone too, and libvirt keeps the same state in `/run`, a tmpfs on most hosts. The
 //! fsyncs cost 0.2–50 ms each on a shared disk, on every start and destroy; a record
 //! torn by a host crash is dropped as unreadable at load time.
+//!
+//! # What a [`Store`] keeps open, and why
+//!
+//! A define/start/destroy/undefine cycle writes or removes four files; done by path, each
+//! write walks the path twice (create the temporary file, rename) and opens and closes the
+//! directory to fsync it. On tmpfs those walks and opens are a large part of the daemon's
+//! CPU per cycle. So a store keeps one open directory descriptor (`O_DIRECTORY`,
+//! `O_CLOEXEC`) per directory it writes into (`domains/`, `networks/`, `pools/`,
+//! `autostart/`, `run/domains/`, `run/networks/`, `run/pools/` and the run root), opened
+//! on first use and created when missing; temporary files are created, renamed and
+//! removed relative to it (`openat`, `renameat`, `unlinkat`) and the directory fsync is an
+//! `fsync` of it. A durable write is then open, write, fsync, close, rename, fsync; a
+//! runtime record open, write, close, rename; a removal one unlink (and the fsync when
+//! durable). The run values ([`Store::write_run_value`]) are kept open too and
+//! overwritten with one `pwrite`.
+//!
+//! The store assumes it is the only writer of its directories (libvirt makes the same
+//! assumption: it caches definitions and autostart flags in memory). It does not check
+//! before each write that a kept directory still exists; it reacts to errors instead: a
+//! directory removed behind its back (tests do that) makes the next `openat` or
+//! `renameat` in it fail with `ENOENT`, and then the store drops the descriptor, opens
+//! the directory afresh (creating it) and retries once. Run values in a removed run root
+//! are written again when the store notices the removal in any runtime directory (a
+//! domain start writes its status record right after the next id). Autostart markers are
+//! cached: the autostart directory is read once, on first use, and the set of markers
+//! kept in memory is what [`Store::autostart`] answers and what [`Store::remove_def`]
+//! consults, so that removing a definition does not unlink a marker that is not there.
+//! A single file removed behind the store's back is not noticed.
+//!
+//! The free functions ([`write_atomic`], [`write_atomic_volatile`], [`remove_durable`],
+//! [`remove_quietly`]) take any path and do the same by path, for the few files written
+//! elsewhere (secrets, save images).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat, renameat};
+use nix::sys::stat::Mode;
+use nix::unistd::{UnlinkatFlags, fsync, unlinkat};
 
 /// Writes `data` to `path` atomically and durably (write, fsync, rename, fsync dir).
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
@@ -57,20 +95,26 @@ fn pid() -> u32 {
     *PID.get_or_init(std::process::id)
 }
 
-fn replace(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
+/// The name of a temporary file for `name` in the same directory: a dot-file (so loading
+/// skips and removes it), unique in this process by a counter and across processes by
+/// the pid; no system call.
+fn temp_name(name: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        ".{name}.tmp.{}.{}",
+        pid(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn replace(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}.{}",
-        name.to_string_lossy(),
-        pid(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = dir.join(temp_name(&name.to_string_lossy()));
     let create = || OpenOptions::new().write(true).create_new(true).open(&tmp);
     // The directory nearly always exists: create it only when the file cannot be.
     let mut f = match create() {
@@ -120,6 +164,48 @@ pub fn remove_quietly(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Writes `data` as `name` in the open directory `dir`: a temporary file created, written
+/// (and fsynced when `durable`), closed and renamed over `name` (and the directory
+/// fsynced when `durable`), all relative to `dir`.
+fn replace_in(dir: &OwnedFd, name: &str, data: &[u8], durable: bool) -> io::Result<()> {
+    let tmp = temp_name(name);
+    let fd = openat(
+        dir,
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o666),
+    )?;
+    let mut f = File::from(fd);
+    let result = (|| {
+        f.write_all(data)?;
+        if durable {
+            f.sync_all()?;
+        }
+        drop(f);
+        renameat(dir, tmp.as_str(), dir, name)?;
+        if durable {
+            fsync(dir)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+    }
+    result
+}
+
+fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    Ok(nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Object kinds that have persistent definitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoredKind {
@@ -139,6 +225,72 @@ impl StoredKind {
             StoredKind::Pool => "pools",
         }
     }
+
+    fn index(self) -> usize {
+        match self {
+            StoredKind::Domain => 0,
+            StoredKind::Network => 1,
+            StoredKind::Pool => 2,
+        }
+    }
+}
+
+/// A directory a store writes into, whose descriptor it keeps open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// `CONFIG/KIND`: definitions.
+    Defs(StoredKind),
+    /// `CONFIG/autostart`: autostart markers.
+    Autostart,
+    /// `RUN/KIND`: status records.
+    Statuses(StoredKind),
+    /// `RUN`: run values.
+    Run,
+}
+
+impl Slot {
+    const COUNT: usize = 8;
+
+    fn index(self) -> usize {
+        match self {
+            Slot::Defs(k) => k.index(),
+            Slot::Autostart => 3,
+            Slot::Statuses(k) => 4 + k.index(),
+            Slot::Run => 7,
+        }
+    }
+
+    fn path(self, store: &Store) -> PathBuf {
+        match self {
+            Slot::Defs(k) => store.config.join(k.dir()),
+            Slot::Autostart => store.config.join("autostart"),
+            Slot::Statuses(k) => store.run.join(k.dir()),
+            Slot::Run => store.run.clone(),
+        }
+    }
+}
+
+/// A run value kept open to be overwritten in place (see [`Store::write_run_value`]).
+#[derive(Debug)]
+struct RunValue {
+    file: File,
+    /// The length of the file's content.
+    len: usize,
+    /// The value last written, to write it again if the file was removed.
+    value: String,
+}
+
+/// What the clones of a store share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// The open directories, by [`Slot::index`]; `Arc` so that a descriptor in use by
+    /// one thread stays open while another replaces it.
+    dirs: Mutex<[Option<Arc<OwnedFd>>; Slot::COUNT]>,
+    /// The names of the autostart markers that exist (`KIND-NAME`); `None` until the
+    /// autostart directory has been read.
+    autostart: Mutex<Option<HashSet<String>>>,
+    /// Run values written before, by key.
+    run_values: Mutex<HashMap<String, RunValue>>,
 }
 
 /// One driver's persistent and runtime state directories.
@@ -146,9 +298,7 @@ impl StoredKind {
 pub struct Store {
     config: PathBuf,
     run: PathBuf,
-    /// Run values written before, kept open to be overwritten in place (see
-    /// [`Store::write_run_value`]), with the length of their content.
-    run_values: Arc<Mutex<HashMap<String, (File, usize)>>>,
+    shared: Arc<Shared>,
 }
 
 impl Store {
@@ -158,7 +308,7 @@ impl Store {
         Store {
             config,
             run,
-            run_values: Arc::default(),
+            shared: Arc::default(),
         }
     }
 
@@ -172,22 +322,118 @@ impl Store {
         &self.run
     }
 
-    fn def_path(&self, kind: StoredKind, name: &str) -> PathBuf {
-        self.config.join(kind.dir()).join(format!("{name}.xml"))
+    /// The open directory of `slot`, opened now if it is not yet (and created when
+    /// missing if `create`; else `None` when missing).
+    fn dir(&self, slot: Slot, create: bool) -> io::Result<Option<Arc<OwnedFd>>> {
+        if let Some(fd) = &lock(&self.shared.dirs)[slot.index()] {
+            return Ok(Some(fd.clone()));
+        }
+        let path = slot.path(self);
+        let fd = match open_dir(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !create {
+                    return Ok(None);
+                }
+                fs::create_dir_all(&path)?;
+                let fd = open_dir(&path)?;
+                // Missing: never made, or removed behind the store's back.
+                self.recreated(slot);
+                fd
+            }
+            r => r?,
+        };
+        // Another thread may have opened it meanwhile: one is kept, the other closed.
+        let mut dirs = lock(&self.shared.dirs);
+        Ok(Some(dirs[slot.index()].get_or_insert(Arc::new(fd)).clone()))
     }
 
-    fn status_path(&self, kind: StoredKind, name: &str) -> PathBuf {
-        self.run.join(kind.dir()).join(format!("{name}.json"))
+    /// The open directory of `slot`, created when missing.
+    fn dir_created(&self, slot: Slot) -> io::Result<Arc<OwnedFd>> {
+        self.dir(slot, true)?
+            .ok_or_else(|| io::Error::other("directory missing after its creation"))
+    }
+
+    /// Drops the kept descriptor of `slot` if it is still `stale` (the directory was
+    /// removed behind the store's back).
+    fn forget(&self, slot: Slot, stale: &Arc<OwnedFd>) {
+        {
+            let mut dirs = lock(&self.shared.dirs);
+            let kept = &mut dirs[slot.index()];
+            if kept.as_ref().is_some_and(|k| Arc::ptr_eq(k, stale)) {
+                *kept = None;
+            }
+        }
+        self.recreated(slot);
+    }
+
+    /// Brings what the store derived from the directory of `slot` up to date after
+    /// finding it missing (rare: the first write into a new state directory, or a
+    /// directory removed behind the store's back).
+    fn recreated(&self, slot: Slot) {
+        match slot {
+            // The markers went with the directory: read it again when next asked.
+            Slot::Autostart => *lock(&self.shared.autostart) = None,
+            // The run root may have gone too (with the run values in it).
+            Slot::Statuses(_) => self.rewrite_run_values(&mut lock(&self.shared.run_values)),
+            Slot::Defs(_) | Slot::Run => {}
+        }
+    }
+
+    /// Writes `name` in the directory of `slot` (see [`replace_in`]); a directory removed
+    /// behind the store's back is created again, once.
+    fn replace_at(&self, slot: Slot, name: &str, data: &[u8], durable: bool) -> io::Result<()> {
+        let dir = self.dir_created(slot)?;
+        match replace_in(&dir, name, data, durable) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.forget(slot, &dir);
+                replace_in(&*self.dir_created(slot)?, name, data, durable)
+            }
+            r => r,
+        }
+    }
+
+    /// Removes `name` (if present) from the directory of `slot`, and fsyncs the
+    /// directory if `durable`.
+    fn remove_at(&self, slot: Slot, name: &str, durable: bool) -> io::Result<()> {
+        let Some(dir) = self.dir(slot, false)? else {
+            return Ok(());
+        };
+        match unlinkat(&*dir, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => {}
+            Err(Errno::ENOENT) => {
+                // Absent, or the kept directory was removed (and maybe made again)
+                // behind the store's back: ask by path.
+                match fs::remove_file(slot.path(self).join(name)) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                    r => r?,
+                }
+                self.forget(slot, &dir);
+                if durable && let Some(dir) = self.dir(slot, false)? {
+                    fsync(&*dir)?;
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if durable {
+            fsync(&*dir)?;
+        }
+        Ok(())
     }
 
     /// Saves a persistent definition.
     pub fn save_def(&self, kind: StoredKind, name: &str, xml: &str) -> io::Result<()> {
-        write_atomic(&self.def_path(kind, name), xml.as_bytes())
+        self.replace_at(
+            Slot::Defs(kind),
+            &format!("{name}.xml"),
+            xml.as_bytes(),
+            true,
+        )
     }
 
-    /// Removes a persistent definition (and its autostart marker).
+    /// Removes a persistent definition (and its autostart marker, if it has one).
     pub fn remove_def(&self, kind: StoredKind, name: &str) -> io::Result<()> {
-        remove_durable(&self.def_path(kind, name))?;
+        self.remove_at(Slot::Defs(kind), &format!("{name}.xml"), true)?;
         self.set_autostart(kind, name, false)
     }
 
@@ -224,12 +470,12 @@ impl Store {
         record: &serde_json::Value,
     ) -> io::Result<()> {
         let data = serde_json::to_vec(record).map_err(io::Error::other)?;
-        write_atomic_volatile(&self.status_path(kind, name), &data)
+        self.replace_at(Slot::Statuses(kind), &format!("{name}.json"), &data, false)
     }
 
     /// Removes a runtime status record (no fsync: runtime state, see the module doc).
     pub fn remove_status(&self, kind: StoredKind, name: &str) -> io::Result<()> {
-        remove_quietly(&self.status_path(kind, name))
+        self.remove_at(Slot::Statuses(kind), &format!("{name}.json"), false)
     }
 
     /// All runtime status records of a kind, as (name, record). Unreadable records are
@@ -264,25 +510,70 @@ impl Store {
         Ok(out)
     }
 
-    fn autostart_path(&self, kind: StoredKind, name: &str) -> PathBuf {
-        self.config
-            .join("autostart")
-            .join(format!("{}-{name}", kind.dir()))
+    fn marker(kind: StoredKind, name: &str) -> String {
+        format!("{}-{name}", kind.dir())
     }
 
-    /// Sets or clears an autostart marker.
-    pub fn set_autostart(&self, kind: StoredKind, name: &str, on: bool) -> io::Result<()> {
-        let p = self.autostart_path(kind, name);
-        if on {
-            write_atomic(&p, b"")
-        } else {
-            remove_durable(&p)
+    /// Whether the autostart marker `marker` exists, as the cache says (the autostart
+    /// directory is read on first use); `None` if the directory cannot be read.
+    fn has_autostart_marker(&self, marker: &str) -> Option<bool> {
+        let mut cache = lock(&self.shared.autostart);
+        if cache.is_none() {
+            let dir = self.config.join("autostart");
+            let mut set = HashSet::new();
+            match fs::read_dir(&dir) {
+                Ok(entries) => {
+                    for entry in entries {
+                        let name = match entry {
+                            Ok(e) => e.file_name().to_string_lossy().into_owned(),
+                            Err(e) => {
+                                tracing::warn!(dir = %dir.display(), error = %e, "cannot read the autostart markers");
+                                return None;
+                            }
+                        };
+                        // Dot-files are temporary files of interrupted writes.
+                        if !name.starts_with('.') {
+                            set.insert(name);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot read the autostart markers");
+                    return None;
+                }
+            }
+            *cache = Some(set);
         }
+        cache.as_ref().map(|s| s.contains(marker))
+    }
+
+    /// Sets or clears an autostart marker (nothing to do if it already is as asked).
+    pub fn set_autostart(&self, kind: StoredKind, name: &str, on: bool) -> io::Result<()> {
+        let marker = Self::marker(kind, name);
+        if self.has_autostart_marker(&marker) == Some(on) {
+            return Ok(());
+        }
+        if on {
+            self.replace_at(Slot::Autostart, &marker, b"", true)?;
+        } else {
+            self.remove_at(Slot::Autostart, &marker, true)?;
+        }
+        if let Some(set) = lock(&self.shared.autostart).as_mut() {
+            if on {
+                set.insert(marker);
+            } else {
+                set.remove(&marker);
+            }
+        }
+        Ok(())
     }
 
     /// Whether the object starts with its driver.
     pub fn autostart(&self, kind: StoredKind, name: &str) -> bool {
-        self.autostart_path(kind, name).exists()
+        let marker = Self::marker(kind, name);
+        self.has_autostart_marker(&marker)
+            .unwrap_or_else(|| self.config.join("autostart").join(&marker).exists())
     }
 
     /// Path of a domain's managed-save image.
@@ -303,29 +594,69 @@ impl Store {
     /// keeps it open; later writes overwrite it in place with one `pwrite`, padded
     /// with spaces to the old length so that no old byte survives: a single write of
     /// less than a page, which a reader sees whole or not at all. (The next domain id
-    /// is written at every domain start; this costs an fstat and a pwrite instead of a
-    /// create, a write, a close and a rename.)
+    /// is written at every domain start; this costs one pwrite instead of a create, a
+    /// write, a close and a rename.) A file removed behind the store's back is not
+    /// noticed here (that would take an fstat per write) but when the removal of its
+    /// directory is noticed (see the module doc).
     pub fn write_run_value(&self, key: &str, value: &str) -> io::Result<()> {
-        let mut open = self.run_values.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = lock(&self.shared.run_values);
         if value.len() < 4096
-            && let Some((f, len)) = open.get_mut(key)
+            && let Some(kept) = open.get_mut(key)
         {
             let mut data = value.as_bytes().to_vec();
-            data.resize((*len).max(data.len()), b' ');
-            // A file removed behind the store's back (nlink 0) is opened afresh.
-            let linked = f.metadata().is_ok_and(|m| m.nlink() > 0);
-            if linked && f.write_all_at(&data, 0).is_ok() {
-                *len = data.len();
+            data.resize(kept.len.max(data.len()), b' ');
+            if kept.file.write_all_at(&data, 0).is_ok() {
+                kept.len = data.len();
+                value.clone_into(&mut kept.value);
                 return Ok(());
             }
             open.remove(key);
         }
-        let path = self.run.join(key);
-        write_atomic_volatile(&path, value.as_bytes())?;
-        if let Ok(f) = OpenOptions::new().write(true).open(&path) {
-            open.insert(key.to_string(), (f, value.len()));
+        self.put_run_value(&mut open, key, value)
+    }
+
+    /// Replaces the file of run value `key` atomically and keeps it open.
+    fn put_run_value(
+        &self,
+        open: &mut HashMap<String, RunValue>,
+        key: &str,
+        value: &str,
+    ) -> io::Result<()> {
+        open.remove(key);
+        let (dir, recreated) = self.replace_run_file(key, value)?;
+        if recreated {
+            // The run root went behind the store's back, and the other values with it.
+            self.rewrite_run_values(open);
         }
+        keep_run_value(open, &dir, key, value);
         Ok(())
+    }
+
+    /// Replaces the file of run value `key` atomically, in the run root (created again
+    /// if it was removed: then the second result is true).
+    fn replace_run_file(&self, key: &str, value: &str) -> io::Result<(Arc<OwnedFd>, bool)> {
+        let dir = self.dir_created(Slot::Run)?;
+        match replace_in(&dir, key, value.as_bytes(), false) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.forget(Slot::Run, &dir);
+                let dir = self.dir_created(Slot::Run)?;
+                replace_in(&dir, key, value.as_bytes(), false)?;
+                Ok((dir, true))
+            }
+            r => r.map(|()| (dir, false)),
+        }
+    }
+
+    /// Writes every kept run value again, to new files (and keeps those open): their
+    /// directory was removed behind the store's back.
+    fn rewrite_run_values(&self, open: &mut HashMap<String, RunValue>) {
+        let values: Vec<(String, String)> = open.drain().map(|(k, v)| (k, v.value)).collect();
+        for (key, value) in values {
+            match self.replace_run_file(&key, &value) {
+                Ok((dir, _)) => keep_run_value(open, &dir, &key, &value),
+                Err(e) => tracing::warn!(key, error = %e, "cannot write a run value again"),
+            }
+        }
     }
 
     /// Whether a marker file exists in the persistent root.
@@ -333,9 +664,25 @@ impl Store {
         self.config.join(key).exists()
     }
 
-    /// Creates a marker file in the persistent root.
+    /// Creates a marker file in the persistent root (once in a state directory's life:
+    /// by path, nothing kept open).
     pub fn set_marker(&self, key: &str) -> io::Result<()> {
         write_atomic(&self.config.join(key), b"")
+    }
+}
+
+/// Keeps the just written file of run value `key` open, to overwrite it in place (if it
+/// cannot be opened, the next write replaces it again).
+fn keep_run_value(open: &mut HashMap<String, RunValue>, dir: &OwnedFd, key: &str, value: &str) {
+    if let Ok(fd) = openat(dir, key, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+        open.insert(
+            key.to_string(),
+            RunValue {
+                file: File::from(fd),
+                len: value.len(),
+                value: value.to_string(),
+            },
+        );
     }
 }
 
@@ -396,11 +743,181 @@ mod tests {
         s.clone().write_run_value("next-id", "42").unwrap();
         let again = Store::new(d.path().join("cfg"), d.path().join("run"));
         assert_eq!(again.read_run_value("next-id").as_deref(), Some("42"));
-        // The file was removed behind the store's back: the next write creates it
-        // again instead of writing into the removed one.
-        fs::remove_file(d.path().join("run/next-id")).unwrap();
+        // The run root was removed behind the store's back: the next status record
+        // notices, and the value is written again, then overwritten in place again.
+        fs::remove_dir_all(d.path().join("run")).unwrap();
         s.write_run_value("next-id", "43").unwrap();
+        s.save_status(StoredKind::Domain, "x", &serde_json::json!({}))
+            .unwrap();
         assert_eq!(again.read_run_value("next-id").as_deref(), Some("43"));
+        s.write_run_value("next-id", "44").unwrap();
+        assert_eq!(again.read_run_value("next-id").as_deref(), Some("44"));
+        // Or the next value of a key that is not kept open notices it.
+        fs::remove_dir_all(d.path().join("run")).unwrap();
+        s.write_run_value("other", "1").unwrap();
+        assert_eq!(again.read_run_value("next-id").as_deref(), Some("44"));
+        assert_eq!(again.read_run_value("other").as_deref(), Some("1"));
+    }
+
+    fn kept(s: &Store, slot: Slot) -> Option<Arc<OwnedFd>> {
+        lock(&s.shared.dirs)[slot.index()].clone()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn writes_and_removals_go_through_one_kept_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(d.path().join("cfg"), d.path().join("run"));
+        assert!(kept(&s, Slot::Defs(StoredKind::Domain)).is_none(), "lazy");
+        // Removing from a directory that does not exist creates nothing.
+        s.remove_def(StoredKind::Domain, "a").unwrap();
+        s.remove_status(StoredKind::Domain, "a").unwrap();
+        assert!(!d.path().join("cfg/domains").exists());
+        assert!(!d.path().join("run/domains").exists());
+
+        s.save_def(StoredKind::Domain, "a", "<one/>").unwrap();
+        let fd = kept(&s, Slot::Defs(StoredKind::Domain)).expect("kept open");
+        s.clone()
+            .save_def(StoredKind::Domain, "a", "<two/>")
+            .unwrap();
+        s.save_def(StoredKind::Domain, "b", "<b/>").unwrap();
+        let same = kept(&s, Slot::Defs(StoredKind::Domain)).unwrap();
+        assert!(Arc::ptr_eq(&fd, &same), "one descriptor for every write");
+        assert_eq!(
+            fs::read_to_string(d.path().join("cfg/domains/a.xml")).unwrap(),
+            "<two/>"
+        );
+        assert_eq!(names(&d.path().join("cfg/domains")), ["a.xml", "b.xml"]);
+        s.remove_def(StoredKind::Domain, "a").unwrap();
+        s.remove_def(StoredKind::Domain, "a").unwrap();
+        assert_eq!(names(&d.path().join("cfg/domains")), ["b.xml"]);
+        assert!(Arc::ptr_eq(
+            &fd,
+            &kept(&s, Slot::Defs(StoredKind::Domain)).unwrap()
+        ));
+
+        s.save_status(StoredKind::Network, "n", &serde_json::json!({"a": 1}))
+            .unwrap();
+        s.save_status(StoredKind::Network, "n", &serde_json::json!({"a": 2}))
+            .unwrap();
+        let st = kept(&s, Slot::Statuses(StoredKind::Network)).expect("kept open");
+        assert_eq!(names(&d.path().join("run/networks")), ["n.json"]);
+        assert_eq!(s.load_statuses(StoredKind::Network).unwrap()[0].1["a"], 2);
+        s.remove_status(StoredKind::Network, "n").unwrap();
+        assert!(names(&d.path().join("run/networks")).is_empty());
+        assert!(Arc::ptr_eq(
+            &st,
+            &kept(&s, Slot::Statuses(StoredKind::Network)).unwrap()
+        ));
+        // A write that fails leaves no temporary file: "x/y" names a missing directory.
+        assert!(s.save_def(StoredKind::Domain, "x/y", "<x/>").is_err());
+        assert_eq!(names(&d.path().join("cfg/domains")), ["b.xml"]);
+    }
+
+    #[test]
+    fn directories_removed_behind_the_stores_back_are_made_again() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(d.path().join("cfg"), d.path().join("run"));
+        s.save_def(StoredKind::Pool, "p", "<pool/>").unwrap();
+        s.set_autostart(StoredKind::Pool, "p", true).unwrap();
+        s.save_status(StoredKind::Pool, "p", &serde_json::json!({}))
+            .unwrap();
+        s.write_run_value("next-id", "9").unwrap();
+        assert!(s.autostart(StoredKind::Pool, "p"));
+        fs::remove_dir_all(d.path().join("cfg")).unwrap();
+        fs::remove_dir_all(d.path().join("run")).unwrap();
+
+        s.save_def(StoredKind::Pool, "q", "<q/>").unwrap();
+        assert_eq!(names(&d.path().join("cfg/pools")), ["q.xml"]);
+        // The markers went with their directory: the next marker written notices, and
+        // the cache is read again.
+        s.set_autostart(StoredKind::Pool, "q", true).unwrap();
+        assert_eq!(names(&d.path().join("cfg/autostart")), ["pools-q"]);
+        assert!(!s.autostart(StoredKind::Pool, "p"));
+        assert!(s.autostart(StoredKind::Pool, "q"));
+        s.save_status(StoredKind::Pool, "q", &serde_json::json!({"x": 1}))
+            .unwrap();
+        assert_eq!(names(&d.path().join("run/pools")), ["q.json"]);
+        assert_eq!(s.read_run_value("next-id").as_deref(), Some("9"));
+
+        // Removed and made again by someone else, with a file in it: the store writes
+        // into and removes from the new directory, not the removed one.
+        fs::remove_dir_all(d.path().join("run/pools")).unwrap();
+        fs::create_dir(d.path().join("run/pools")).unwrap();
+        fs::write(d.path().join("run/pools/r.json"), "{}").unwrap();
+        s.remove_status(StoredKind::Pool, "r").unwrap();
+        assert!(names(&d.path().join("run/pools")).is_empty());
+        s.save_status(StoredKind::Pool, "q", &serde_json::json!({}))
+            .unwrap();
+        assert_eq!(names(&d.path().join("run/pools")), ["q.json"]);
+        fs::remove_dir_all(d.path().join("cfg/pools")).unwrap();
+        fs::create_dir(d.path().join("cfg/pools")).unwrap();
+        s.save_def(StoredKind::Pool, "z", "<z/>").unwrap();
+        assert_eq!(names(&d.path().join("cfg/pools")), ["z.xml"]);
+    }
+
+    #[test]
+    fn autostart_markers_are_cached_and_not_removed_when_absent() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("cfg");
+        fs::create_dir_all(cfg.join("autostart")).unwrap();
+        fs::write(cfg.join("autostart/domains-old"), "").unwrap();
+        fs::write(cfg.join("autostart/.domains-tmp.tmp.1.1"), "").unwrap();
+        let s = Store::new(cfg.clone(), d.path().join("run"));
+        // Read once, on first use: markers on disk count, temporary files do not.
+        assert!(s.autostart(StoredKind::Domain, "old"));
+        assert!(!s.autostart(StoredKind::Domain, "tmp"));
+        assert!(!s.autostart(StoredKind::Network, "old"), "per kind");
+        s.set_autostart(StoredKind::Network, "n", true).unwrap();
+        assert!(cfg.join("autostart/networks-n").exists());
+        assert!(s.clone().autostart(StoredKind::Network, "n"));
+        s.set_autostart(StoredKind::Network, "n", false).unwrap();
+        assert!(!cfg.join("autostart/networks-n").exists());
+        assert!(!s.autostart(StoredKind::Network, "n"));
+        s.set_autostart(StoredKind::Network, "n", false).unwrap();
+
+        // The store is the only writer of its directory: after the first read, the set
+        // in memory is the truth (a marker made behind its back is not seen, and one
+        // that is not in the set is not unlinked by remove_def).
+        fs::write(cfg.join("autostart/domains-sneaky"), "").unwrap();
+        assert!(!s.autostart(StoredKind::Domain, "sneaky"));
+        s.save_def(StoredKind::Domain, "sneaky", "<d/>").unwrap();
+        s.remove_def(StoredKind::Domain, "sneaky").unwrap();
+        assert!(cfg.join("autostart/domains-sneaky").exists());
+        // A marker the set knows goes with its definition.
+        s.save_def(StoredKind::Domain, "old", "<d/>").unwrap();
+        s.remove_def(StoredKind::Domain, "old").unwrap();
+        assert!(!cfg.join("autostart/domains-old").exists());
+        assert!(!s.autostart(StoredKind::Domain, "old"));
+        // A fresh store reads the directory again.
+        let again = Store::new(cfg.clone(), d.path().join("run"));
+        assert!(again.autostart(StoredKind::Domain, "sneaky"));
+        assert!(!again.autostart(StoredKind::Domain, "old"));
+    }
+
+    #[test]
+    fn load_defs_removes_leftover_temporary_files_of_the_kept_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(d.path().join("cfg"), d.path().join("run"));
+        s.save_def(StoredKind::Network, "a", "<a/>").unwrap();
+        // What a write interrupted between create and rename leaves.
+        let leftover = d.path().join("cfg/networks").join(temp_name("a.xml"));
+        fs::write(&leftover, "<torn").unwrap();
+        let defs = s.load_defs(StoredKind::Network).unwrap();
+        assert_eq!(defs, [("a".to_string(), "<a/>".to_string())]);
+        assert!(!leftover.exists());
+        assert_eq!(names(&d.path().join("cfg/networks")), ["a.xml"]);
+        // And the kept directory goes on working.
+        s.save_def(StoredKind::Network, "b", "<b/>").unwrap();
+        assert_eq!(s.load_defs(StoredKind::Network).unwrap().len(), 2);
     }
 
     #[test]
