@@ -264,7 +264,7 @@ impl Actor for DriverActor {
             tracing::error!(actor = %id, error = %err, "child actor failed");
             if let Some(entry) = failed {
                 st.ctx.directory.remove(&entry.uuid);
-                if let Err(e) = reload_domain(&myself, &st.ctx, &entry.name).await {
+                if let Err(e) = rebuild_domain(&myself, &st.ctx, &entry.name).await {
                     tracing::error!(domain = %entry.name, error = %e, "cannot rebuild domain actor");
                 }
             }
@@ -627,18 +627,17 @@ async fn load(
     let Some(store) = ctx.store.clone() else {
         return Ok(());
     };
-    let mut names: Vec<String> = store
-        .load_defs(StoredKind::Domain)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    for (n, _) in store.load_statuses(StoredKind::Domain)? {
-        if !names.contains(&n) {
-            names.push(n);
-        }
+    // Each directory is read once: (definition, status record) by name.
+    let mut found: std::collections::BTreeMap<String, (Option<String>, Option<serde_json::Value>)> =
+        Default::default();
+    for (n, xml) in store.load_defs(StoredKind::Domain)? {
+        found.entry(n).or_default().0 = Some(xml);
     }
-    for name in names {
-        if let Err(e) = reload_domain(driver, ctx, &name).await {
+    for (n, rec) in store.load_statuses(StoredKind::Domain)? {
+        found.entry(n).or_default().1 = Some(rec);
+    }
+    for (name, (def_xml, status)) in found {
+        if let Err(e) = reload_domain(driver, ctx, &name, def_xml, status).await {
             tracing::error!(domain = %name, error = %e, "cannot load domain");
         }
     }
@@ -647,8 +646,9 @@ async fn load(
     Ok(())
 }
 
-/// Loads one domain from disk (definition and/or status record) into a new actor.
-async fn reload_domain(
+/// Rebuilds one domain whose actor failed, from its definition and status record on
+/// disk (read alone: other domains may be writing theirs meanwhile).
+async fn rebuild_domain(
     driver: &ActorRef<DriverMsg>,
     ctx: &Arc<DriverCtx>,
     name: &str,
@@ -657,18 +657,23 @@ async fn reload_domain(
         return Ok(());
     };
     let io = |e: std::io::Error| VirError::system(ctx.err_domain(), "cannot read state", &e);
-    let def_xml = store
-        .load_defs(StoredKind::Domain)
-        .map_err(io)?
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, x)| x);
-    let status = store
-        .load_statuses(StoredKind::Domain)
-        .map_err(io)?
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v);
+    let def_xml = store.load_def(StoredKind::Domain, name).map_err(io)?;
+    let status = store.load_status(StoredKind::Domain, name).map_err(io)?;
+    reload_domain(driver, ctx, name, def_xml, status).await
+}
+
+/// Loads one domain from its definition and/or status record into the directory
+/// (hibernated, or with an actor when its guest still runs).
+async fn reload_domain(
+    driver: &ActorRef<DriverMsg>,
+    ctx: &Arc<DriverCtx>,
+    name: &str,
+    def_xml: Option<String>,
+    status: Option<serde_json::Value>,
+) -> VirResult<()> {
+    let Some(store) = ctx.store.clone() else {
+        return Ok(());
+    };
     let config = match &def_xml {
         Some(x) => Some(DomainDef::parse(x)?),
         None => None,

@@ -412,10 +412,7 @@ pub async fn seed(
         .await?;
         if let Some(store) = &ctx.store {
             let def_xml = store
-                .load_defs(StoredKind::Network)?
-                .into_iter()
-                .find(|(n, _)| *n == e.name)
-                .map(|(_, x)| x)
+                .load_def(StoredKind::Network, &e.name)?
                 .unwrap_or_default();
             store.save_status(
                 StoredKind::Network,

@@ -462,6 +462,40 @@ impl Store {
         Ok(out)
     }
 
+    /// One persistent definition, if there is one. Unlike [`Store::load_defs`] this
+    /// touches nothing else in the directory, so it is safe while other objects are
+    /// being written (a running daemon rebuilding one failed actor).
+    pub fn load_def(&self, kind: StoredKind, name: &str) -> io::Result<Option<String>> {
+        let path = self.config.join(kind.dir()).join(format!("{name}.xml"));
+        match fs::read_to_string(path) {
+            Ok(x) => Ok(Some(x)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One runtime status record, if there is a readable one (see [`Store::load_def`];
+    /// an unreadable record is reported and left for the next start to drop).
+    pub fn load_status(
+        &self,
+        kind: StoredKind,
+        name: &str,
+    ) -> io::Result<Option<serde_json::Value>> {
+        let path = self.run.join(kind.dir()).join(format!("{name}.json"));
+        let data = match fs::read(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match serde_json::from_slice(&data) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable status record");
+                Ok(None)
+            }
+        }
+    }
+
     /// Saves a runtime status record.
     pub fn save_status(
         &self,
@@ -953,5 +987,34 @@ mod tests {
         assert!(s.load_statuses(StoredKind::Domain).unwrap().is_empty());
         s.write_run_value("next-id", "7").unwrap();
         assert_eq!(s.read_run_value("next-id").as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn single_object_loads_touch_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(d.path().join("cfg"), d.path().join("run"));
+        assert_eq!(s.load_def(StoredKind::Domain, "a").unwrap(), None);
+        assert_eq!(s.load_status(StoredKind::Domain, "a").unwrap(), None);
+        s.save_def(StoredKind::Domain, "a", "<domain/>").unwrap();
+        s.save_status(StoredKind::Domain, "a", &serde_json::json!({"id": 3}))
+            .unwrap();
+        // Another write in flight in the same directories stays untouched.
+        let tmp_def = d.path().join("cfg/domains/.b.xml.tmp.1.1");
+        let tmp_status = d.path().join("run/domains/.b.json.tmp.1.1");
+        fs::write(&tmp_def, "half").unwrap();
+        fs::write(&tmp_status, "half").unwrap();
+        assert_eq!(
+            s.load_def(StoredKind::Domain, "a").unwrap().as_deref(),
+            Some("<domain/>")
+        );
+        assert_eq!(
+            s.load_status(StoredKind::Domain, "a").unwrap().unwrap()["id"],
+            3
+        );
+        assert!(tmp_def.exists() && tmp_status.exists());
+        // An unreadable record reads as none and is left for the next start to drop.
+        fs::write(d.path().join("run/domains/c.json"), "{torn").unwrap();
+        assert_eq!(s.load_status(StoredKind::Domain, "c").unwrap(), None);
+        assert!(d.path().join("run/domains/c.json").exists());
     }
 }
