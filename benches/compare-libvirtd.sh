@@ -44,7 +44,7 @@ replay=$target/release/vireo-replay
 work=$(mktemp -d /dev/shm/vireo-compare.XXXXXX)
 lpid=; vpid=; rpid=
 cleanup() {
-    [ -n "$rpid" ] && kill -TERM "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null
+    [ -n "$rpid" ] && kill -TERM "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null || true
     [ -n "$lpid" ] && kill -TERM "$lpid" 2>/dev/null && wait "$lpid" 2>/dev/null
     [ -n "$vpid" ] && kill -TERM "$vpid" 2>/dev/null && wait "$vpid" 2>/dev/null
     rm -rf "$work"
