@@ -67,7 +67,13 @@ pub struct DriverCtx {
     pub completed_jobs: std::sync::Mutex<std::collections::HashMap<Uuid, crate::domain::JobInfo>>,
     next_id: AtomicU32,
     spawned: AtomicU64,
+    /// Parsed definitions of the last few domains defined, for their first wake (see
+    /// [`DriverCtx::keep_warm`]).
+    warm: std::sync::Mutex<std::collections::VecDeque<(Uuid, Arc<Dormant>, DomainDef)>>,
 }
+
+/// How many freshly defined domains keep their parsed definition for the first wake.
+const WARM: usize = 8;
 
 impl DriverCtx {
     /// Hands out the next domain id (never reused while the instance lives).
@@ -88,6 +94,27 @@ impl DriverCtx {
     /// running domains, and every wake of a hibernated one).
     pub fn domain_actors_spawned(&self) -> u64 {
         self.spawned.load(Ordering::Relaxed)
+    }
+
+    /// Keeps the parsed definition of a domain just defined (hibernated as `dormant`)
+    /// for its first wake: a define is nearly always followed by a start, which would
+    /// otherwise parse the XML that was just parsed. Only the last [`WARM`] are kept.
+    fn keep_warm(&self, uuid: Uuid, dormant: &Arc<Dormant>, def: DomainDef) {
+        let mut w = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        w.retain(|(u, _, _)| *u != uuid);
+        if w.len() == WARM {
+            w.pop_front();
+        }
+        w.push_back((uuid, dormant.clone(), def));
+    }
+
+    /// The parsed definition kept for `uuid`, if it is the one `dormant` holds
+    /// (the same allocation: nothing was redefined since).
+    fn take_warm(&self, uuid: &Uuid, dormant: &Arc<Dormant>) -> Option<DomainDef> {
+        let mut w = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        let i = w.iter().position(|(u, _, _)| u == uuid)?;
+        let (_, kept, def) = w.remove(i)?;
+        Arc::ptr_eq(&kept, dormant).then_some(def)
     }
 
     pub(crate) fn publish(&self, object: ObjectRef, kind: EventKind) {
@@ -192,6 +219,7 @@ impl Actor for DriverActor {
             completed_jobs: Default::default(),
             next_id: AtomicU32::new(next_id.max(1)),
             spawned: AtomicU64::new(0),
+            warm: Default::default(),
         });
         let fresh = match &ctx.store {
             Some(s) => !s.has_marker("initialized"),
@@ -410,6 +438,9 @@ fn undefine_hibernated(ctx: &DriverCtx, entry: &DomainEntry, flags: u32) -> VirR
         entry.managed_save,
         flags,
     )?;
+    if let Owner::Hibernated(dormant) = &entry.owner {
+        ctx.take_warm(&entry.uuid, dormant);
+    }
     ctx.directory.remove(&entry.uuid);
     ctx.publish(
         ObjectRef::domain(entry.name.clone(), entry.uuid, None),
@@ -445,9 +476,12 @@ async fn wake(
     driver: &ActorRef<DriverMsg>,
     ctx: &Arc<DriverCtx>,
     entry: &DomainEntry,
-    dormant: &Dormant,
+    dormant: &Arc<Dormant>,
 ) -> VirResult<LiveActor> {
-    let config = dormant.definition()?;
+    let config = match ctx.take_warm(&entry.uuid, dormant) {
+        Some(def) => def,
+        None => dormant.definition()?,
+    };
     spawn_actor(
         ctx,
         DomainArgs {
@@ -512,6 +546,11 @@ async fn define_domain(ctx: &Arc<DriverCtx>, mut def: DomainDef) -> VirResult<De
         snapshots: 0,
         owner: Owner::Hibernated(Arc::new(Dormant::with_xml(&def, xml))),
     };
+    if let Owner::Hibernated(dormant) = &entry.owner {
+        // What parsing the dormant XML would give: that text has no live id.
+        def.element_mut().remove_attr("id");
+        ctx.keep_warm(uuid, dormant, def);
+    }
     ctx.directory.insert(entry.clone());
     ctx.publish(
         ObjectRef::domain(entry.name.clone(), entry.uuid, None),

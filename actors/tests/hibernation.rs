@@ -447,3 +447,40 @@ async fn undefine_of_a_hibernated_domain_wakes_no_actor() {
     assert_eq!(conn.domain_actors_spawned(), spawned);
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_after_define_uses_the_definition_as_stored() {
+    // The parsed definition kept from the define is used by the first start; it must
+    // be what the stored XML says: no live id from the client's XML, and a redefine in
+    // between wins.
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+    let conn = host.open("test:///default").await.unwrap();
+    let dom = conn
+        .define_domain(&XML.replace("<domain type='test'>", "<domain type='test' id='77'>"))
+        .await
+        .unwrap();
+    dom.start(false).await.unwrap();
+    let id = dom.id().unwrap();
+    assert_ne!(id.0, 77);
+    let live = dom.xml(0).await.unwrap();
+    assert!(
+        live.starts_with(&format!("<domain type='test' id='{id}'>")),
+        "{live}"
+    );
+    assert_eq!(live.matches("id=").count(), 1, "{live}");
+    dom.destroy(false).await.unwrap();
+    hibernates(&dom).await;
+    dom.undefine(0).await.unwrap();
+
+    let dom = conn.define_domain(XML).await.unwrap();
+    let bigger = XML
+        .replace("64", "128")
+        .replace("</name>", &format!("</name><uuid>{}</uuid>", dom.uuid()));
+    conn.define_domain(&bigger).await.unwrap();
+    hibernates(&dom).await;
+    dom.start(false).await.unwrap();
+    assert_eq!(dom.info().await.unwrap().max_mem_kib, 131072);
+    assert!(dom.xml(0).await.unwrap().contains(">131072</memory>"));
+    host.shutdown().await;
+}

@@ -360,6 +360,16 @@ impl DomainDef {
     /// Formats for `virDomainGetXMLDesc`: sets or drops the live `id`, strips graphics
     /// passwords unless `secure`.
     pub fn format(&self, opts: &FormatOptions) -> String {
+        let id_wanted = !opts.inactive && opts.id.is_some();
+        let secrets_to_strip = !opts.secure
+            && self.root.child("devices").is_some_and(|d| {
+                d.children_named("graphics")
+                    .any(|g| g.attr("passwd").is_some())
+            });
+        if !id_wanted && !secrets_to_strip && self.root.attr("id").is_none() {
+            // Nothing to change: no copy of the tree.
+            return self.root.to_xml();
+        }
         let mut root = self.root.clone();
         root.remove_attr("id");
         if let (false, Some(id)) = (opts.inactive, opts.id) {
