@@ -493,6 +493,7 @@ async fn wake(
             managed_save: entry.managed_save,
             running: None,
             initial: entry.state,
+            dormant: Some(dormant.clone()),
         },
     )
     .await
@@ -595,6 +596,7 @@ async fn prepare_transient(
             managed_save: false,
             running: None,
             initial: StateReason::new(DomainState::Shutoff, 0),
+            dormant: None,
         },
     )
     .await
@@ -640,6 +642,7 @@ async fn seed(
                 managed_save: d.has_managed_save,
                 running,
                 initial: StateReason::new(DomainState::Shutoff, 0),
+                dormant: None,
             },
         )
         .await?;
@@ -831,6 +834,7 @@ async fn reload_domain(
             managed_save,
             running,
             initial,
+            dormant: None,
         },
     )
     .await?;

@@ -265,6 +265,9 @@ pub struct DomainArgs {
     pub running: Option<RunningGuest>,
     /// State and reason to report when not running.
     pub initial: StateReason,
+    /// The dormant form `config` was woken from, if any: it is `config`'s text, so the
+    /// actor hands it back when it sleeps again instead of formatting the same XML.
+    pub dormant: Option<Arc<Dormant>>,
 }
 
 /// A guest handed to a new domain actor already running.
@@ -302,6 +305,8 @@ pub struct DomainActorState {
     uuid: Uuid,
     name: String,
     config: DomainDef,
+    /// `config`'s dormant form while `config` is unchanged (see [`DomainArgs::dormant`]).
+    dormant: Option<Arc<Dormant>>,
     live: Option<DomainDef>,
     persistent: bool,
     autostart: bool,
@@ -347,6 +352,7 @@ impl Actor for DomainActor {
             uuid,
             name,
             config: args.config,
+            dormant: args.dormant,
             live: None,
             persistent: args.persistent,
             autostart: args.autostart,
@@ -577,7 +583,10 @@ impl DomainActorState {
         if !idle {
             return;
         }
-        let dormant = Arc::new(Dormant::of(&self.config));
+        let dormant = match &self.dormant {
+            Some(d) => d.clone(),
+            None => Arc::new(Dormant::of(&self.config)),
+        };
         if self
             .ctx
             .directory
@@ -1233,6 +1242,7 @@ impl DomainActorState {
         }
         let was_persistent = self.persistent;
         self.config = def;
+        self.dormant = None;
         self.persistent = true;
         self.after_change();
         let d = if was_persistent {
