@@ -10,6 +10,8 @@
 //! * [`session`]: one client connection: framing, the reader and writer tasks,
 //!   concurrent calls and the in-flight limit, keepalive (answering and sending
 //!   PINGs), stream packet routing, and the protocol-level error answers.
+//! * [`keepalive`]: the thread that times keepalive PINGs for every session (no tokio
+//!   timer per session, so the runtime sleeps without one).
 //! * [`cli`]: the `vireo` command-line client (list, info, xml, define, start, stop,
 //!   events, ...), built on `vireo-client`; the `vireo` binary is a thin `main`.
 //! * [`procs`]: the REMOTE procedures, one file per family, built on the
@@ -17,6 +19,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod keepalive;
 pub mod procs;
 pub mod server;
 pub mod session;

@@ -41,13 +41,12 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::task::AtomicWaker;
+use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, PollSemaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -104,14 +103,15 @@ pub struct StreamIo {
     pub out: mpsc::UnboundedSender<Outgoing>,
 }
 
-/// The keepalive bookkeeping (libvirt's `intervalStart` and `countToDeath`).
-struct Keepalive {
+/// The keepalive bookkeeping (libvirt's `intervalStart` and `countToDeath`), timed by
+/// [`crate::keepalive`].
+pub(crate) struct Keepalive {
     /// The client asked for keepalive: the daemon pings it.
     started: bool,
     /// When the current interval began (last packet from the client, or last PING).
-    interval_start: Instant,
+    pub(crate) interval_start: Instant,
     /// PINGs still allowed to go unanswered.
-    count_to_death: u32,
+    pub(crate) count_to_death: u32,
 }
 
 /// How a session was accepted.
@@ -140,7 +140,10 @@ pub struct Session {
     pub events_ready: AtomicWaker,
     limits: Limits,
     keepalive: Mutex<Keepalive>,
-    keepalive_start: Notify,
+    /// Cancelled when keepalive gives up on the client: it is dropped at once.
+    dead: CancellationToken,
+    /// Cancelled when the session is over.
+    done: CancellationToken,
     streams: Mutex<HashMap<u32, mpsc::UnboundedSender<StreamIn>>>,
     reply_hooks: Mutex<HashMap<u32, oneshot::Sender<()>>>,
 }
@@ -187,12 +190,33 @@ impl Session {
 
     /// The client asked for keepalive (CONNECT_SUPPORTS_FEATURE 10): from now on the
     /// daemon pings it when it is silent, unless pings are disabled by configuration.
-    pub fn start_keepalive(&self) {
+    pub fn start_keepalive(self: &Arc<Self>) {
         let mut k = self.keepalive.lock().unwrap_or_else(|e| e.into_inner());
         if !k.started && self.limits.keepalive_interval > 0 {
             k.started = true;
-            self.keepalive_start.notify_one();
+            drop(k);
+            crate::keepalive::watch(self);
         }
+    }
+
+    /// The keepalive bookkeeping, for the keepalive clock.
+    pub(crate) fn keepalive_state(&self) -> std::sync::MutexGuard<'_, Keepalive> {
+        self.keepalive.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This session's limits and keepalive settings.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Whether the session has ended (or keepalive gave up on it).
+    pub(crate) fn is_over(&self) -> bool {
+        self.done.is_cancelled() || self.dead.is_cancelled()
+    }
+
+    /// Keepalive gives up on the client: the connection is dropped without answers.
+    pub(crate) fn give_up(&self) {
+        self.dead.cancel();
     }
 
     /// Opens the stream of the call with serial `serial`: the client's STREAM packets
@@ -268,49 +292,6 @@ impl Session {
         let mut k = self.keepalive.lock().unwrap_or_else(|e| e.into_inner());
         k.interval_start = Instant::now();
         k.count_to_death = self.limits.keepalive_count;
-    }
-}
-
-/// Pings a silent client and cancels `dead` when it stopped answering; ends when
-/// `done` (the session is over) or `dead` is cancelled.
-async fn keepalive_loop(s: Arc<Session>, dead: CancellationToken, done: CancellationToken) {
-    tokio::select! {
-        _ = done.cancelled() => return,
-        _ = dead.cancelled() => return,
-        _ = s.keepalive_start.notified() => {}
-    }
-    let interval = Duration::from_secs(s.limits.keepalive_interval.max(1) as u64);
-    loop {
-        let due = s
-            .keepalive
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .interval_start
-            + interval;
-        tokio::select! {
-            _ = done.cancelled() => return,
-            _ = dead.cancelled() => return,
-            _ = tokio::time::sleep_until(due) => {}
-        }
-        let now = Instant::now();
-        let mut k = s.keepalive.lock().unwrap_or_else(|e| e.into_inner());
-        if now.duration_since(k.interval_start) < interval {
-            continue;
-        }
-        if k.count_to_death == 0 {
-            warn!(
-                session = s.id,
-                "connection closed due to keepalive timeout: no answer to {} keepalive messages",
-                s.limits.keepalive_count
-            );
-            dead.cancel();
-            return;
-        }
-        k.count_to_death -= 1;
-        k.interval_start = now;
-        drop(k);
-        debug!(session = s.id, "sending keepalive request");
-        s.send(packet::keepalive_ping());
     }
 }
 
@@ -610,6 +591,8 @@ pub async fn run<S>(
     let (tx, rx) = mpsc::unbounded_channel();
     // Cancelled when keepalive gives up on the client: drop it without further ado.
     let dead = CancellationToken::new();
+    // Cancelled when the session is over (the keepalive clock then forgets it).
+    let done = CancellationToken::new();
     let session = Arc::new(Session {
         host,
         listener,
@@ -625,13 +608,11 @@ pub async fn run<S>(
             interval_start: Instant::now(),
             count_to_death: limits.keepalive_count,
         }),
-        keepalive_start: Notify::new(),
+        dead: dead.clone(),
+        done: done.clone(),
         streams: Mutex::new(HashMap::new()),
         reply_hooks: Mutex::new(HashMap::new()),
     });
-    // Cancelled when the session is over, to stop the pinger.
-    let done = CancellationToken::new();
-    let pinger = tokio::spawn(keepalive_loop(session.clone(), dead.clone(), done.clone()));
     let mut wire = Wire {
         io: stream,
         rbuf: BytesMut::with_capacity(READ_MIN),
@@ -683,7 +664,6 @@ pub async fn run<S>(
         .unwrap_or_else(|e| e.into_inner())
         .clear();
     done.cancel();
-    let _ = pinger.await;
     drop(session);
     if !dead.is_cancelled() {
         tokio::select! {
