@@ -484,3 +484,50 @@ async fn first_start_after_define_uses_the_definition_as_stored() {
     assert!(dom.xml(0).await.unwrap().contains(">131072</memory>"));
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_records_leave_out_the_live_xml_only_while_it_is_the_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = || -> serde_json::Value {
+        let data = std::fs::read(dir.path().join("run/test/domains/vm1.json")).unwrap();
+        serde_json::from_slice(&data).unwrap()
+    };
+    let bigger = |uuid: vireo_messages::Uuid| {
+        XML.replace("64", "128")
+            .replace("</name>", &format!("</name><uuid>{uuid}</uuid>"))
+    };
+    {
+        let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+        let conn = host.open("test:///default").await.unwrap();
+        let dom = conn.define_domain(XML).await.unwrap();
+        dom.start(false).await.unwrap();
+        // Started from its definition: the definition file says it all.
+        assert!(record()["live_xml"].is_null(), "{}", record());
+        // Redefined while it runs: the live XML (the old one) is written out.
+        conn.define_domain(&bigger(dom.uuid())).await.unwrap();
+        let live = record()["live_xml"].as_str().unwrap().to_string();
+        assert!(live.contains(">65536</memory>"), "{live}");
+        host.shutdown().await;
+    }
+    // After a restart the guest runs with its old live definition; the new one waits.
+    let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+    let conn = host.open("test:///default").await.unwrap();
+    let dom = conn.lookup_domain_by_name("vm1").unwrap();
+    assert_eq!(dom.info().await.unwrap().state.state, DomainState::Running);
+    assert!(dom.xml(0).await.unwrap().contains(">65536</memory>"));
+    assert!(dom.xml(2).await.unwrap().contains(">131072</memory>"));
+    // Undefined while it runs: transient now, so the record carries its XML again.
+    dom.undefine(0).await.unwrap();
+    assert!(
+        record()["live_xml"]
+            .as_str()
+            .is_some_and(|x| x.contains(">65536</memory>"))
+    );
+    host.shutdown().await;
+    let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+    let conn = host.open("test:///default").await.unwrap();
+    let dom = conn.lookup_domain_by_name("vm1").unwrap();
+    assert_eq!(dom.info().await.unwrap().state.state, DomainState::Running);
+    assert!(!dom.info().await.unwrap().persistent);
+    host.shutdown().await;
+}

@@ -696,9 +696,19 @@ impl DomainActorState {
     }
 
     fn save_status(&self) {
+        self.save_status_with(false);
+    }
+
+    /// Writes the runtime status record. The live XML is left out when it is the
+    /// persistent definition itself (a guest started from it, not changed since): the
+    /// definition file says it already, and a reattach falls back to it. `full` writes
+    /// it anyway — before the definition file is replaced (redefine of a running domain),
+    /// so no crash in between can make the new definition pass for the live one.
+    fn save_status_with(&self, full: bool) {
         let Some(store) = &self.ctx.store else { return };
         let Some(guest) = &self.guest else { return };
-        let live = self.current_def().format(&Dormant::FORMAT);
+        let live_is_config = self.persistent && self.live.as_ref() == Some(&self.config);
+        let live = (full || !live_is_config).then(|| self.current_def().format(&Dormant::FORMAT));
         let record = serde_json::json!({
             "uuid": self.uuid.to_string(),
             "state": self.state.state as i32,
@@ -1228,6 +1238,9 @@ impl DomainActorState {
     }
 
     fn redefine(&mut self, def: DomainDef) -> VirResult<()> {
+        if self.state.state.is_active() {
+            self.save_status_with(true);
+        }
         if let Some(store) = &self.ctx.store {
             let xml = def.format(&Dormant::FORMAT);
             store
