@@ -171,6 +171,10 @@ pub struct DomainEntry {
     pub snapshots: u32,
     /// The owning actor, or the compact state of a hibernated domain.
     pub owner: Owner,
+    /// `virDomainGetXMLDesc(0)` of a domain with an actor, as the actor last formatted
+    /// it; dropped by the actor at every change (see `DomainActorState::sync_directory`),
+    /// so a reader finds either the current text or none and then asks the actor.
+    pub live_xml: Option<Arc<str>>,
 }
 
 impl DomainEntry {
@@ -248,6 +252,16 @@ impl Directory {
     /// The entry with this uuid.
     pub fn by_uuid(&self, uuid: &Uuid) -> Option<DomainEntry> {
         self.inner.read().unwrap().by_uuid.get(uuid).cloned()
+    }
+
+    /// The cached `virDomainGetXMLDesc(0)` text of a domain that has an actor.
+    pub fn live_xml(&self, uuid: &Uuid) -> Option<Arc<str>> {
+        let g = self.inner.read().unwrap();
+        let e = g.by_uuid.get(uuid)?;
+        match e.owner {
+            Owner::Actor(_) => e.live_xml.clone(),
+            Owner::Hibernated(_) => None,
+        }
     }
 
     /// The entry with this name.
@@ -400,6 +414,7 @@ mod tests {
 
     fn entry(def: &DomainDef) -> DomainEntry {
         DomainEntry {
+            live_xml: None,
             uuid: def.uuid().unwrap(),
             name: def.name(),
             id: None,

@@ -317,6 +317,7 @@ fn admit(args: DomainArgs) -> Result<DomainArgs, DomainEntry> {
     }
     let uuid = args.config.uuid().unwrap_or_else(uuid::Uuid::new_v4);
     Err(DomainEntry {
+        live_xml: None,
         uuid,
         name: args.config.name().to_string(),
         id: None,
@@ -365,6 +366,7 @@ async fn spawn_domain(ctx: &Arc<DriverCtx>, args: DomainArgs) -> VirResult<Domai
     };
     let live = spawn_actor(ctx, args).await?;
     let entry = DomainEntry {
+        live_xml: None,
         uuid,
         name,
         id,
@@ -537,6 +539,7 @@ async fn define_domain(ctx: &Arc<DriverCtx>, mut def: DomainDef) -> VirResult<De
     }
     // A new definition is shut off and idle: it starts out hibernated.
     let entry = DomainEntry {
+        live_xml: None,
         uuid,
         name,
         id: None,

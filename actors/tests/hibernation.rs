@@ -531,3 +531,45 @@ async fn status_records_leave_out_the_live_xml_only_while_it_is_the_definition()
     assert!(!dom.info().await.unwrap().persistent);
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_xml_read_without_the_actor_follows_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+    let conn = host.open("test:///default").await.unwrap();
+    let dom = conn.define_domain(XML).await.unwrap();
+    // Asleep: the dormant text answers, the same as formatting would.
+    let inactive = dom.xml(0).await.unwrap();
+    assert_eq!(dom.xml(1).await.unwrap(), inactive);
+    assert_eq!(dom.xml(2 | 8).await.unwrap(), inactive);
+    assert_eq!(
+        dom.xml(1 << 10).await.unwrap_err().code,
+        ErrorCode::InvalidArg
+    );
+    for round in 0..3 {
+        dom.start(false).await.unwrap();
+        let id = dom.id().unwrap();
+        let first = dom.xml(0).await.unwrap();
+        assert!(
+            first.starts_with(&format!("<domain type='test' id='{id}'>")),
+            "round {round}: {first}"
+        );
+        // The second read comes from the directory: the same text.
+        assert_eq!(dom.xml(0).await.unwrap(), first);
+        if round == 1 {
+            // Redefined while running: the live XML stays, the inactive one changes.
+            let bigger = XML
+                .replace("64", "128")
+                .replace("</name>", &format!("</name><uuid>{}</uuid>", dom.uuid()));
+            conn.define_domain(&bigger).await.unwrap();
+            assert_eq!(dom.xml(0).await.unwrap(), first);
+            assert!(dom.xml(2).await.unwrap().contains(">131072</memory>"));
+        }
+        dom.destroy(false).await.unwrap();
+        hibernates(&dom).await;
+        let off = dom.xml(0).await.unwrap();
+        assert!(!off.contains(" id="), "{off}");
+    }
+    assert!(dom.xml(0).await.unwrap().contains(">131072</memory>"));
+    host.shutdown().await;
+}

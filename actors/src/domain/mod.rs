@@ -391,7 +391,17 @@ impl Actor for DomainActor {
                 let _ = reply.send(st.info());
             }
             DomainMsg::XmlDesc { flags, reply } => {
-                let _ = reply.send(st.xml_desc(flags));
+                let r = st.xml_desc(flags);
+                if flags == 0
+                    && let Ok(x) = &r
+                {
+                    // Kept for the next readers until something changes.
+                    let text: Arc<str> = Arc::from(x.as_str());
+                    st.ctx
+                        .directory
+                        .update(&st.uuid, |e| e.live_xml = Some(text));
+                }
+                let _ = reply.send(r);
             }
             DomainMsg::JobInfo(reply) => {
                 let _ = reply.send(st.job_info());
@@ -686,6 +696,7 @@ impl DomainActorState {
             self.name.clone(),
         );
         self.ctx.directory.update(&self.uuid, |e| {
+            e.live_xml = None;
             e.id = id;
             e.state = state;
             e.persistent = persistent;
@@ -755,6 +766,7 @@ impl DomainActorState {
         self.guest = Some(started.guest);
         self.last_usage = None;
         self.live = Some(live);
+        self.ctx.directory.update(&self.uuid, |e| e.live_xml = None);
         self.id = Some(DomainId(id));
         self.state = state;
     }
@@ -1256,6 +1268,7 @@ impl DomainActorState {
         let was_persistent = self.persistent;
         self.config = def;
         self.dormant = None;
+        self.ctx.directory.update(&self.uuid, |e| e.live_xml = None);
         self.persistent = true;
         self.after_change();
         let d = if was_persistent {
