@@ -246,18 +246,20 @@ impl Actor for DriverActor {
         msg: DriverMsg,
         st: &mut DriverState,
     ) -> Result<(), ActorProcessingErr> {
+        // Each arm's future is boxed: ractor boxes (and so copies) this future for every
+        // message, and unboxed it would be as large as the largest arm.
         match msg {
             DriverMsg::DefineDomain(def, reply) => {
-                let r = define_domain(&st.ctx, *def).await;
+                let r = Box::pin(define_domain(&st.ctx, *def)).await;
                 let _ = reply.send(r);
             }
             DriverMsg::PrepareTransient(def, reply) => {
-                let r = prepare_transient(&myself, &st.ctx, *def).await;
+                let r = Box::pin(prepare_transient(&myself, &st.ctx, *def)).await;
                 let _ = reply.send(r);
             }
-            DriverMsg::Wake(uuid, msg) => deliver(&myself, &st.ctx, uuid, msg).await,
-            DriverMsg::Network(m) => Networks::handle(&myself, &st.ctx, m).await,
-            DriverMsg::Pool(m) => Pools::handle(&myself, &st.ctx, m).await,
+            DriverMsg::Wake(uuid, msg) => Box::pin(deliver(&myself, &st.ctx, uuid, msg)).await,
+            DriverMsg::Network(m) => Box::pin(Networks::handle(&myself, &st.ctx, m)).await,
+            DriverMsg::Pool(m) => Box::pin(Pools::handle(&myself, &st.ctx, m)).await,
             DriverMsg::Retire(reply) => {
                 for a in st.ctx.directory.actors() {
                     let (tx, rx) = oneshot::channel();

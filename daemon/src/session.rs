@@ -735,10 +735,12 @@ fn handle_packet(
         return None;
     }
     let s = session.clone();
-    calls.spawn(async move {
+    // Boxed: the task then holds a pointer, not the whole (several KiB) procedure
+    // future, which tokio would copy on every move into and out of the task.
+    calls.spawn(Box::pin(async move {
         let frame = procs::call(&s, h, packet.payload).await;
         s.reply(h.serial, frame, slot);
-    });
+    }));
     None
 }
 #[cfg(test)]

@@ -425,7 +425,9 @@ impl Actor for DomainActor {
                 if st.removed {
                     let _ = reply.send(Err(st.gone_error()));
                 } else if st.job.is_none() {
-                    st.begin(&myself, req, reply).await;
+                    // Boxed, as the other awaits here: ractor copies this future for every
+                    // message, and it would otherwise be as large as a job's start.
+                    Box::pin(st.begin(&myself, req, reply)).await;
                 } else {
                     let id = st.next_job;
                     st.next_job += 1;
@@ -464,9 +466,9 @@ impl Actor for DomainActor {
                             .retain(|e| !matches!(e, GuestEvent::Stopped | GuestEvent::Resumed));
                     }
                     for ev in deferred {
-                        st.guest_event(&myself, ev).await;
+                        Box::pin(st.guest_event(&myself, ev)).await;
                     }
-                    st.next_waiting(&myself).await;
+                    Box::pin(st.next_waiting(&myself)).await;
                 }
             }
             DomainMsg::Guest(generation, ev) => {
@@ -474,7 +476,7 @@ impl Actor for DomainActor {
                     if st.job.is_some() {
                         st.deferred.push(ev);
                     } else {
-                        st.guest_event(&myself, ev).await;
+                        Box::pin(st.guest_event(&myself, ev)).await;
                     }
                 }
             }
