@@ -485,12 +485,27 @@ async fn first_start_after_define_uses_the_definition_as_stored() {
     host.shutdown().await;
 }
 
+/// Copies a state directory as a crash would leave it (files only).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_records_leave_out_the_live_xml_only_while_it_is_the_definition() {
+async fn test_guests_are_recorded_at_shutdown_and_lost_in_a_crash() {
     let dir = tempfile::tempdir().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    let record_path = dir.path().join("run/test/domains/vm1.json");
     let record = || -> serde_json::Value {
-        let data = std::fs::read(dir.path().join("run/test/domains/vm1.json")).unwrap();
-        serde_json::from_slice(&data).unwrap()
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap()
     };
     let bigger = |uuid: vireo_messages::Uuid| {
         XML.replace("64", "128")
@@ -501,34 +516,43 @@ async fn status_records_leave_out_the_live_xml_only_while_it_is_the_definition()
         let conn = host.open("test:///default").await.unwrap();
         let dom = conn.define_domain(XML).await.unwrap();
         dom.start(false).await.unwrap();
-        // Started from its definition: the definition file says it all.
-        assert!(record()["live_xml"].is_null(), "{}", record());
-        // Redefined while it runs: the live XML (the old one) is written out.
-        conn.define_domain(&bigger(dom.uuid())).await.unwrap();
-        let live = record()["live_xml"].as_str().unwrap().to_string();
-        assert!(live.contains(">65536</memory>"), "{live}");
+        // The guest lives in memory: no record while the daemon runs.
+        assert!(!record_path.exists());
+        // What a crash (SIGKILL) would leave behind.
+        copy_dir(dir.path(), crashed.path());
         host.shutdown().await;
     }
-    // After a restart the guest runs with its old live definition; the new one waits.
-    let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+    // A clean shutdown recorded it; started from its definition, so without live XML.
+    assert!(record()["live_xml"].is_null(), "{}", record());
+    {
+        let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+        let conn = host.open("test:///default").await.unwrap();
+        let dom = conn.lookup_domain_by_name("vm1").unwrap();
+        assert_eq!(dom.info().await.unwrap().state.state, DomainState::Running);
+        // Redefined while it runs: at shutdown the live XML (the old one) is written.
+        conn.define_domain(&bigger(dom.uuid())).await.unwrap();
+        host.shutdown().await;
+    }
+    let live = record()["live_xml"].as_str().unwrap().to_string();
+    assert!(live.contains(">65536</memory>"), "{live}");
+    {
+        let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+        let conn = host.open("test:///default").await.unwrap();
+        let dom = conn.lookup_domain_by_name("vm1").unwrap();
+        assert_eq!(dom.info().await.unwrap().state.state, DomainState::Running);
+        assert!(dom.xml(0).await.unwrap().contains(">65536</memory>"));
+        assert!(dom.xml(2).await.unwrap().contains(">131072</memory>"));
+        // A change drops the record of the last shutdown: memory is the truth again.
+        dom.suspend().await.unwrap();
+        assert!(!record_path.exists());
+        host.shutdown().await;
+    }
+    // After the crash the guest is gone, the definition is not.
+    let host = Host::start(HostConfig::new(crashed.path())).await.unwrap();
     let conn = host.open("test:///default").await.unwrap();
     let dom = conn.lookup_domain_by_name("vm1").unwrap();
-    assert_eq!(dom.info().await.unwrap().state.state, DomainState::Running);
-    assert!(dom.xml(0).await.unwrap().contains(">65536</memory>"));
-    assert!(dom.xml(2).await.unwrap().contains(">131072</memory>"));
-    // Undefined while it runs: transient now, so the record carries its XML again.
-    dom.undefine(0).await.unwrap();
-    assert!(
-        record()["live_xml"]
-            .as_str()
-            .is_some_and(|x| x.contains(">65536</memory>"))
-    );
-    host.shutdown().await;
-    let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
-    let conn = host.open("test:///default").await.unwrap();
-    let dom = conn.lookup_domain_by_name("vm1").unwrap();
-    assert_eq!(dom.info().await.unwrap().state.state, DomainState::Running);
-    assert!(!dom.info().await.unwrap().persistent);
+    assert_eq!(dom.info().await.unwrap().state.state, DomainState::Shutoff);
+    assert!(dom.is_hibernated().unwrap());
     host.shutdown().await;
 }
 

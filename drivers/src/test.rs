@@ -1,8 +1,10 @@
 //! libvirt's `test` hypervisor: guests exist only as state in memory.
 //!
 //! Every operation succeeds at once; shutdown powers off immediately; reboot happens
-//! without any event (as in libvirt 9.0). A guest "survives" a daemon restart: reattach
-//! always finds it, with the paused flag taken from the status record.
+//! without any event (as in libvirt 9.0). The guests are the daemon's memory: the
+//! domain actors record them only when the daemon shuts down cleanly, and reattach then
+//! always finds them, with the paused flag taken from the status record; a daemon killed
+//! with SIGKILL loses them, as a crashed in-memory hypervisor would.
 
 use tokio::sync::mpsc;
 use vireo_messages::{ErrorDomain, VirResult};

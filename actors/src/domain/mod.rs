@@ -323,6 +323,8 @@ pub struct DomainActorState {
     removed: bool,
     /// The domain went back to hibernation; this actor only drains its mailbox.
     hibernating: bool,
+    /// A status record of this domain is on disk (see [`DomainActorState::save_status`]).
+    status_written: bool,
     /// The guest's usage as last read, reported while a job holds the guest.
     last_usage: Option<GuestUsage>,
     /// A save in flight (undone if it fails; named in the status record).
@@ -368,6 +370,8 @@ impl Actor for DomainActor {
             helper_failures: HashMap::new(),
             removed: false,
             hibernating: false,
+            // A domain loaded from a status record (reattached) has one on disk.
+            status_written: args.running.is_some(),
             last_usage: None,
             saving: None,
         };
@@ -481,6 +485,10 @@ impl Actor for DomainActor {
                 }
             }
             DomainMsg::Retire(reply) => {
+                // The daemon shuts down: a guest kept in memory is recorded now.
+                if st.state.state.is_active() && st.guest.is_some() {
+                    st.write_status(false);
+                }
                 let _ = reply.send(());
                 myself.stop(None);
             }
@@ -708,8 +716,19 @@ impl DomainActorState {
         });
     }
 
-    fn save_status(&self) {
+    fn save_status(&mut self) {
         self.save_status_with(false);
+    }
+
+    /// Whether this guest's runtime state lives only in the daemon's memory between
+    /// clean shutdowns: guests of the test hypervisor, which *are* memory (as in libvirt's
+    /// test driver), outside a save. Their status record is written when the daemon
+    /// shuts down cleanly ([`DomainMsg::Retire`]), so they come back after a restart; a
+    /// daemon killed with SIGKILL loses them as any in-memory hypervisor loses its guests
+    /// in a crash, and they come back shut off. A save in progress is always recorded,
+    /// so that a killed daemon can remove the partial image.
+    fn status_in_memory(&self) -> bool {
+        self.flavour() == Flavour::Test && self.saving.is_none()
     }
 
     /// Writes the runtime status record. The live XML is left out when it is the
@@ -717,7 +736,19 @@ impl DomainActorState {
     /// definition file says it already, and a reattach falls back to it. `full` writes
     /// it anyway — before the definition file is replaced (redefine of a running domain),
     /// so no crash in between can make the new definition pass for the live one.
-    fn save_status_with(&self, full: bool) {
+    fn save_status_with(&mut self, full: bool) {
+        if self.status_in_memory() {
+            // A record left from a save would describe the past: it goes.
+            if self.status_written {
+                self.remove_status();
+            }
+            return;
+        }
+        self.write_status(full);
+    }
+
+    /// Writes the status record now (see [`DomainActorState::save_status_with`]).
+    fn write_status(&mut self, full: bool) {
         let Some(store) = &self.ctx.store else { return };
         let Some(guest) = &self.guest else { return };
         let live_is_config = self.persistent && self.live.as_ref() == Some(&self.config);
@@ -732,12 +763,17 @@ impl DomainActorState {
             "guest": guest.status_record(),
             "saving": self.saving.as_ref().map(save::Saving::record),
         });
-        if let Err(e) = store.save_status(StoredKind::Domain, &self.name, &record) {
-            tracing::warn!(domain = %self.name, error = %e, "cannot write status record");
+        match store.save_status(StoredKind::Domain, &self.name, &record) {
+            Ok(()) => self.status_written = true,
+            Err(e) => tracing::warn!(domain = %self.name, error = %e, "cannot write status record"),
         }
     }
 
-    fn remove_status(&self) {
+    fn remove_status(&mut self) {
+        if !self.status_written {
+            return;
+        }
+        self.status_written = false;
         if let Some(store) = &self.ctx.store
             && let Err(e) = store.remove_status(StoredKind::Domain, &self.name)
         {
@@ -1161,7 +1197,7 @@ impl DomainActorState {
         Ok(String::new())
     }
 
-    fn after_change(&self) {
+    fn after_change(&mut self) {
         self.sync_directory();
         self.save_status();
     }
