@@ -16,7 +16,7 @@
 //! spawns an actor for an existing domain, a burst of jobs wakes exactly one.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -65,22 +65,35 @@ pub struct DriverCtx {
     /// Statistics of each domain's last completed save (`VIR_DOMAIN_JOB_STATS_COMPLETED`),
     /// kept here because a saved domain's actor goes to sleep.
     pub completed_jobs: std::sync::Mutex<std::collections::HashMap<Uuid, crate::domain::JobInfo>>,
-    next_id: AtomicU32,
+    /// The next id to hand out, and the first id not yet reserved on disk.
+    ids: std::sync::Mutex<(u32, u32)>,
     spawned: AtomicU64,
     /// Parsed definitions of the last few domains defined, for their first wake (see
     /// [`DriverCtx::keep_warm`]).
     warm: std::sync::Mutex<std::collections::VecDeque<(Uuid, Arc<Dormant>, DomainDef)>>,
 }
 
+/// How many domain ids are reserved on disk at a time (see [`DriverCtx::allocate_id`]).
+const ID_BLOCK: u32 = 64;
+
 /// How many freshly defined domains keep their parsed definition for the first wake.
 const WARM: usize = 8;
 
 impl DriverCtx {
-    /// Hands out the next domain id (never reused while the instance lives).
+    /// Hands out the next domain id, never reused, not even after a restart: ids are
+    /// reserved on disk [`ID_BLOCK`] at a time (the store's `next-id` says the first id
+    /// not reserved yet), so most starts write nothing; a restart skips what was
+    /// reserved and not used, which libvirt's clients do not mind (ids only have to be
+    /// unique).
     pub fn allocate_id(&self) -> u32 {
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        if let Some(store) = &self.store {
-            let _ = store.write_run_value("next-id", &(id + 1).to_string());
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        let id = ids.0;
+        ids.0 += 1;
+        if ids.0 > ids.1 {
+            ids.1 = id.saturating_add(ID_BLOCK);
+            if let Some(store) = &self.store {
+                let _ = store.write_run_value("next-id", &ids.1.to_string());
+            }
         }
         id
     }
@@ -217,7 +230,7 @@ impl Actor for DriverActor {
             job_wait: spec.job_wait,
             save_faults: spec.save_faults,
             completed_jobs: Default::default(),
-            next_id: AtomicU32::new(next_id.max(1)),
+            ids: std::sync::Mutex::new((next_id.max(1), next_id.max(1))),
             spawned: AtomicU64::new(0),
             warm: Default::default(),
         });

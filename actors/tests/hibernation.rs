@@ -597,3 +597,46 @@ async fn live_xml_read_without_the_actor_follows_every_change() {
     assert!(dom.xml(0).await.unwrap().contains(">131072</memory>"));
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_are_never_reused_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let next_id_file = dir.path().join("run/test/next-id");
+    let mut seen = Vec::new();
+    for round in 0..3 {
+        let host = Host::start(HostConfig::new(dir.path())).await.unwrap();
+        let conn = host.open("test:///default").await.unwrap();
+        let dom = match conn.lookup_domain_by_name("vm1") {
+            Ok(d) => d,
+            Err(_) => conn.define_domain(XML).await.unwrap(),
+        };
+        let reserved: u32 = std::fs::read_to_string(&next_id_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        for _ in 0..70 {
+            dom.start(false).await.unwrap();
+            let id = dom.id().unwrap().0;
+            assert!(
+                !seen.contains(&id),
+                "round {round}: id {id} handed out twice"
+            );
+            if let Some(last) = seen.last()
+                && seen.len() % 70 != 0
+            {
+                assert_eq!(id, last + 1, "ids within a run are consecutive");
+            }
+            seen.push(id);
+            dom.destroy(false).await.unwrap();
+        }
+        // The file always reserves at least the ids handed out so far.
+        let now: u32 = std::fs::read_to_string(&next_id_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(now > *seen.iter().max().unwrap() && now > reserved);
+        host.shutdown().await;
+    }
+}

@@ -13,7 +13,7 @@
 //!
 //! and under the run root (`STATE/run/test`): `domains/NAME.json` runtime status records
 //! (state, id, live XML, the hypervisor's reattach record), `networks/NAME.json`,
-//! `pools/NAME.json` and `next-id` (the next domain id).
+//! `pools/NAME.json` and `next-id` (the first domain id not yet reserved).
 //!
 //! Every write is atomic: a temporary file in the same directory is written and renamed
 //! over the target, so a crash leaves either the old or the new content, never a torn
