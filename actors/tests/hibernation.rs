@@ -2,6 +2,9 @@
 //! answered from the directory, the first job wakes exactly one actor, and the actor
 //! goes back to sleep when the domain is inactive and idle again.
 
+mod common;
+use common::next_lifecycle;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -371,23 +374,6 @@ async fn a_failed_start_leaves_the_domain_asleep_and_unchanged() {
     dom.start(false).await.unwrap();
     assert_eq!(dom.info().await.unwrap().state.state, DomainState::Running);
     host.shutdown().await;
-}
-
-/// Waits for the next lifecycle event on `sub`: (name, event, detail).
-async fn next_lifecycle(
-    sub: &mut vireo_actors::Subscription,
-) -> (String, vireo_messages::DomainEventKind, i32) {
-    loop {
-        let d = tokio::time::timeout(Duration::from_secs(5), sub.recv())
-            .await
-            .expect("an event within 5 s")
-            .expect("hub alive");
-        if let vireo_actors::Delivery::Event(s) = d
-            && let Some(l) = s.event.kind.as_lifecycle()
-        {
-            return (s.event.object.name.clone(), l.event, l.detail);
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

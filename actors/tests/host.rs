@@ -1,30 +1,19 @@
 //! End-to-end tests of the embedding API: a real Host on a temp state dir, driven
 //! through its handles, observed through the event hub.
 
+mod common;
+use common::next_lifecycle;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use vireo_actors::{Delivery, Filter, HelperTask, Host, HostConfig, ListFilter, VolKey};
+use vireo_actors::{Filter, HelperTask, Host, HostConfig, ListFilter, VolKey};
 use vireo_drivers::fake::FakeHypervisor;
 use vireo_drivers::hypervisor::GuestEvent;
 use vireo_messages::event::detail;
 use vireo_messages::{DomainEventKind, DomainState, ErrorCode, ErrorDomain, EventKind, ObjectKind};
 
 const XML: &str = "<domain type='test'><name>vm1</name><memory unit='MiB'>64</memory><os><type>hvm</type></os></domain>";
-
-async fn next_lifecycle(sub: &mut vireo_actors::Subscription) -> (String, DomainEventKind, i32) {
-    loop {
-        let d = tokio::time::timeout(Duration::from_secs(5), sub.recv())
-            .await
-            .expect("an event within 5 s")
-            .expect("hub alive");
-        if let Delivery::Event(s) = d
-            && let Some(l) = s.event.kind.as_lifecycle()
-        {
-            return (s.event.object.name.clone(), l.event, l.detail);
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_state_matches_libvirt_test_driver() {
