@@ -5,6 +5,8 @@
 //! ENOSPC mid-stream, the client aborts, "QEMU" dies, the image is corrupt, the daemon
 //! died mid-save.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,17 +61,8 @@ fn managed_path(root: &Path) -> PathBuf {
 }
 
 async fn next_lifecycle(sub: &mut vireo_actors::Subscription) -> (DomainEventKind, i32) {
-    loop {
-        let d = tokio::time::timeout(Duration::from_secs(5), sub.recv())
-            .await
-            .expect("an event within 5 s")
-            .expect("hub alive");
-        if let Delivery::Event(s) = d
-            && let Some(l) = s.event.kind.as_lifecycle()
-        {
-            return (l.event, l.detail);
-        }
-    }
+    let (_, event, detail) = common::next_lifecycle(sub).await;
+    (event, detail)
 }
 
 async fn state(d: &Domain) -> (DomainState, i32) {
