@@ -12,8 +12,6 @@
 //!   PINGs), stream packet routing, and the protocol-level error answers.
 //! * [`keepalive`]: the thread that times keepalive PINGs for every session (no tokio
 //!   timer per session, so the runtime sleeps without one).
-//! * [`quiet`]: the clients' unix sockets, registered with the runtime for input only
-//!   (no wake-up each time a client has read a reply).
 //! * [`cli`]: the `vireo` command-line client (list, info, xml, define, start, stop,
 //!   events, ...), built on `vireo-client`; the `vireo` binary is a thin `main`.
 //! * [`procs`]: the REMOTE procedures, one file per family, built on the
@@ -23,6 +21,5 @@ pub mod cli;
 pub mod config;
 pub mod keepalive;
 pub mod procs;
-pub mod quiet;
 pub mod server;
 pub mod session;

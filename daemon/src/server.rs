@@ -10,7 +10,6 @@
 //! stops accepting (new connections wait in the kernel's listen backlog, a warning is
 //! logged) and accepts again when a client leaves.
 
-use crate::quiet::QuietUnix;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -219,12 +218,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), ServerE
         };
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = rw.accept() => match r.and_then(|(s, _)| QuietUnix::new(s)) {
-                Ok(s) => spawn(Box::new(s) as Box<dyn Stream>, Listener { read_only: false, secure: true }),
+            r = rw.accept() => match r {
+                Ok((s, _)) => spawn(Box::new(s) as Box<dyn Stream>, Listener { read_only: false, secure: true }),
                 Err(e) => warn!("accept failed: {e}"),
             },
-            r = ro.accept() => match r.and_then(|(s, _)| QuietUnix::new(s)) {
-                Ok(s) => spawn(Box::new(s), Listener { read_only: true, secure: true }),
+            r = ro.accept() => match r {
+                Ok((s, _)) => spawn(Box::new(s), Listener { read_only: true, secure: true }),
                 Err(e) => warn!("accept failed: {e}"),
             },
             r = async { match &tcp { Some(t) => t.accept().await, None => std::future::pending().await } } => match r {
