@@ -626,3 +626,50 @@ async fn ids_are_never_reused_across_restarts() {
         host.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_actor_that_panics_is_rebuilt_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeHypervisor::new();
+    let host = Host::start(fake_host_config(dir.path(), &fake, 300))
+        .await
+        .unwrap();
+    let conn = host.open("test:///default").await.unwrap();
+    let dom = conn.define_domain(XML).await.unwrap();
+    let before = std::fs::read_to_string(dir.path().join("test/domains/vm1.xml")).unwrap();
+
+    // A bug in the driver: the start panics inside the domain actor.
+    fake.panic_next_start();
+    assert!(
+        dom.start(false).await.is_err(),
+        "the start does not succeed"
+    );
+    // The driver rebuilt the domain from disk: defined, shut off, asleep, unchanged.
+    let t0 = Instant::now();
+    let again = loop {
+        if let Ok(d) = conn.lookup_domain_by_name("vm1")
+            && d.is_hibernated().unwrap_or(false)
+        {
+            break d;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(2), "vm1 was not rebuilt");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(again.uuid(), dom.uuid());
+    assert_eq!(
+        again.info().await.unwrap().state.state,
+        DomainState::Shutoff
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("test/domains/vm1.xml")).unwrap(),
+        before
+    );
+    // And it works as before.
+    again.start(false).await.unwrap();
+    assert_eq!(
+        again.info().await.unwrap().state.state,
+        DomainState::Running
+    );
+    again.destroy(false).await.unwrap();
+    host.shutdown().await;
+}

@@ -37,6 +37,7 @@ pub struct FakeHypervisor {
 struct Inner {
     gate: Mutex<Option<Arc<Semaphore>>>,
     fail_next_start: Mutex<Option<VirError>>,
+    panic_next_start: Mutex<bool>,
     guest_decides_shutdown: Mutex<bool>,
     guests: Mutex<HashMap<String, mpsc::UnboundedSender<GuestEvent>>>,
     starts: Mutex<u32>,
@@ -93,6 +94,11 @@ impl FakeHypervisor {
     /// Makes the next start fail with `err`.
     pub fn fail_next_start(&self, err: VirError) {
         *self.inner.fail_next_start.lock().unwrap() = Some(err);
+    }
+
+    /// Makes the next start panic (a bug in a driver), to test supervision.
+    pub fn panic_next_start(&self) {
+        *self.inner.panic_next_start.lock().unwrap() = true;
     }
 
     /// When set, shutdown only requests; the test injects [`GuestEvent::Shutdown`].
@@ -220,6 +226,9 @@ impl Hypervisor for FakeHypervisor {
             }
             if let Some(e) = self.inner.fail_next_start.lock().unwrap().take() {
                 return Err(e);
+            }
+            if std::mem::take(&mut *self.inner.panic_next_start.lock().unwrap()) {
+                panic!("fake hypervisor: injected panic in start");
             }
             Ok(self.new_guest(&def.name(), opts.paused))
         })
