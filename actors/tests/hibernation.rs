@@ -671,5 +671,32 @@ async fn a_domain_actor_that_panics_is_rebuilt_from_disk() {
         DomainState::Running
     );
     again.destroy(false).await.unwrap();
+    hibernates(&again).await;
+
+    // The same bug after the job had to wait (so it runs as a task of its own): the
+    // job fails, the actor fails with it, the domain is rebuilt; no job slot stays taken.
+    fake.close_gate();
+    fake.panic_next_start();
+    let d = again.clone();
+    let start = tokio::spawn(async move { d.start(false).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    fake.open_gate(1);
+    let r = tokio::time::timeout(Duration::from_secs(5), start)
+        .await
+        .expect("the failed job answers its caller");
+    assert!(r.unwrap().is_err());
+    let t0 = Instant::now();
+    let third = loop {
+        if let Ok(d) = conn.lookup_domain_by_name("vm1")
+            && d.is_hibernated().unwrap_or(false)
+        {
+            break d;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(2), "vm1 was not rebuilt");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    fake.open_gate(10);
+    third.start(false).await.unwrap();
+    third.destroy(false).await.unwrap();
     host.shutdown().await;
 }

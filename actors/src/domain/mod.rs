@@ -239,6 +239,9 @@ pub enum DomainMsg {
     Job(JobRequest, JobReply),
     /// Internal: a job's async part finished.
     JobDone(u64, JobDone),
+    /// Internal: a job's async part panicked (a bug). The actor then fails, and its
+    /// driver rebuilds the domain from disk, reattaching a guest that still runs.
+    JobPanicked(u64),
     /// Internal: a waiting job's time is up.
     JobWaitExpired(u64),
     /// Internal: the guest did something (generation, event).
@@ -452,6 +455,13 @@ impl Actor for DomainActor {
                         ErrorDomain::Domain,
                         format!("cannot acquire state change lock (held by job '{holder}')"),
                     )));
+                }
+            }
+            DomainMsg::JobPanicked(id) => {
+                // The guest the job took out of the actor is lost with it: only a
+                // rebuild from disk can know the guest's state again.
+                if st.job.as_ref().map(|j| j.id) == Some(id) {
+                    return Err(format!("job {id} of domain '{}' panicked", st.name).into());
                 }
             }
             DomainMsg::JobDone(id, done) => {
@@ -850,8 +860,15 @@ impl DomainActorState {
             return id;
         }
         tokio::spawn(async move {
-            let done = fut.await;
-            let _ = me.cast(DomainMsg::JobDone(id, done));
+            use futures::FutureExt;
+            match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(done) => {
+                    let _ = me.cast(DomainMsg::JobDone(id, done));
+                }
+                Err(_) => {
+                    let _ = me.cast(DomainMsg::JobPanicked(id));
+                }
+            }
         });
         id
     }
