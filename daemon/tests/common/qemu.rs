@@ -137,29 +137,13 @@ impl QemuDaemon {
         let src = testguest::build(&cache, kind).expect("assemble the test guest");
         let img = self.state().join(format!("{name}.img"));
         std::fs::copy(src, &img).unwrap();
-        let features = if features.is_empty() {
-            String::new()
-        } else {
-            format!("\n  <features>{features}</features>")
-        };
-        let xml = format!(
-            "<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>{ram_mib}</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os>{features}
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
-      <source file='{img}'/>
-      <target dev='sda' bus='sata'/>
-    </disk>
-    <serial type='file'><source path='{serial}'/><target port='0'/></serial>
-    {extra_devices}
-  </devices>
-</domain>",
-            img = img.display(),
-            serial = self.serial(name).display(),
+        let xml = testguest::domain_xml(
+            name,
+            ram_mib,
+            features,
+            &img,
+            &self.serial(name),
+            extra_devices,
         );
         self.write_xml(name, &xml)
     }

@@ -238,6 +238,44 @@ fill_end: .long 0x03f00000
     .word 0xaa55
 "#;
 
+/// The libvirt definition of a q35 test guest: `name`, `ram_mib` MiB, one vCPU, booting
+/// the raw image `img` from a SATA disk, COM1 logged to `serial`, `<features>` holding
+/// `features` (none when empty) and `extra_devices` after the serial port. The tests of
+/// the drivers and of the daemon share it so that their guests are the same machine.
+pub fn domain_xml(
+    name: &str,
+    ram_mib: u32,
+    features: &str,
+    img: &Path,
+    serial: &Path,
+    extra_devices: &str,
+) -> String {
+    let features = if features.is_empty() {
+        String::new()
+    } else {
+        format!("\n  <features>{features}</features>")
+    };
+    format!(
+        "<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>{ram_mib}</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os>{features}
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{img}'/>
+      <target dev='sda' bus='sata'/>
+    </disk>
+    <serial type='file'><source path='{serial}'/><target port='0'/></serial>
+    {extra_devices}
+  </devices>
+</domain>",
+        img = img.display(),
+        serial = serial.display(),
+    )
+}
+
 /// Whether the assembler and linker the guests need are installed.
 pub fn tools_available() -> bool {
     ["as", "ld"].iter().all(|t| {
