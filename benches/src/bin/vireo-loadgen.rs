@@ -17,7 +17,11 @@
 //! * `parallel`: 4 connections doing lookupByName concurrently; unit = lookups.
 //!
 //! Counts are fixed (scaled by `--scale`), so both daemons do the same work.
-//! Output: `RESULT workload=NAME ops=N unit=U secs=S ops_per_s=R [lost=L]
+//! `--tasks` is the offered load: with few callers a fast daemon waits for the next
+//! request more than it works (each round trip pays a wake-up on both sides), so a
+//! daemon's throughput is its rate once it is saturated; `compare-libvirtd.sh` runs
+//! 4 and 16 callers against both daemons and keeps each one's best.
+//! Output: `RESULT workload=NAME tasks=T ops=N unit=U secs=S ops_per_s=R [lost=L]
 //! client_cpu_s=C [daemon_cpu_s=D]` (the daemon's CPU with `--daemon-pid`).
 
 use std::path::PathBuf;
@@ -351,8 +355,9 @@ async fn run(a: Args) -> Result<(), String> {
             cpu += &format!(" daemon_cpu_s={:.2}", d1 - d0);
         }
         println!(
-            "RESULT label={} workload={w} ops={} unit={} secs={:.3} ops_per_s={:.1}{}{cpu}",
+            "RESULT label={} workload={w} tasks={} ops={} unit={} secs={:.3} ops_per_s={:.1}{}{cpu}",
             if a.label.is_empty() { "-" } else { &a.label },
+            a.tasks,
             r.ops,
             r.unit,
             r.secs,
