@@ -15,6 +15,11 @@
 //!   reply for its procedure, the serial patched in; one thread per connection, blocking
 //!   reads and one write per reply. A procedure not in the table closes the connection.
 //!
+//! * `--spin-us N` (serve): busy-waits N µs before each reply, a daemon whose every call
+//!   takes N µs of work. With it the floor shows what a *slow* reply costs beyond its
+//!   own time on this machine (benches/README.md: the client has gone to sleep, and its
+//!   vCPU must be woken).
+//!
 //! Events and streams are not replayed (a replayed client gets no event), so only
 //! call-and-reply workloads are measured with it.
 
@@ -23,6 +28,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
@@ -55,6 +61,9 @@ enum Mode {
         /// The recorded replies.
         #[arg(long)]
         table: PathBuf,
+        /// Busy-wait this many microseconds before each reply (simulated work).
+        #[arg(long, default_value_t = 0)]
+        spin_us: u64,
     },
 }
 
@@ -130,7 +139,7 @@ fn record(mut client: UnixStream, upstream: &Path, table: &Table, out: &Path) ->
     }
 }
 
-fn serve(mut client: UnixStream, table: &Table) -> io::Result<()> {
+fn serve(mut client: UnixStream, table: &Table, spin: Duration) -> io::Result<()> {
     loop {
         let call = match read_frame(&mut client) {
             Ok(f) => f,
@@ -147,23 +156,34 @@ fn serve(mut client: UnixStream, table: &Table) -> io::Result<()> {
         let mut reply = reply.clone();
         drop(t);
         reply[20..24].copy_from_slice(&call[20..24]);
+        if !spin.is_zero() {
+            let start = Instant::now();
+            while start.elapsed() < spin {
+                std::hint::spin_loop();
+            }
+        }
         client.write_all(&reply)?;
     }
 }
 
 fn main() -> io::Result<()> {
     let args = Args::parse();
-    let (listen, table, upstream_out) = match args.mode {
+    let (listen, table, upstream_out, spin) = match args.mode {
         Mode::Record {
             listen,
             upstream,
             table,
         } => {
             let _ = std::fs::remove_file(&table);
-            (listen, Table::default(), Some((upstream, table)))
+            (listen, Table::default(), Some((upstream, table)), 0)
         }
-        Mode::Serve { listen, table } => (listen, load(&table)?, None),
+        Mode::Serve {
+            listen,
+            table,
+            spin_us,
+        } => (listen, load(&table)?, None, spin_us),
     };
+    let spin = Duration::from_micros(spin);
     let _ = std::fs::remove_file(&listen);
     let listener = UnixListener::bind(&listen)?;
     for conn in listener.incoming() {
@@ -173,7 +193,7 @@ fn main() -> io::Result<()> {
         std::thread::spawn(move || {
             let r = match &upstream_out {
                 Some((up, out)) => record(conn, up, &table, out),
-                None => serve(conn, &table),
+                None => serve(conn, &table, spin),
             };
             if let Err(e) = r {
                 eprintln!("vireo-replay: connection ended: {e}");
