@@ -532,15 +532,12 @@ fn guest_saved_by_libvirtd_restores_in_vireod_and_back() {
 /// The other way round from the start: a guest defined in vireod from a plain XML (no
 /// default devices, no addresses), saved by vireod, restored by libvirtd.
 ///
-/// Fails today: vireod's QEMU has the balloon where QEMU put it (`00:01.0` on pcie.0)
-/// but the image's XML has neither the balloon nor an address, so libvirtd builds its
-/// own layout (balloon behind a pcie-root-port) and QEMU refuses the stream: "Unknown
-/// savevm section or instance '0000:00:01.0/virtio-balloon' 0". The images in the test
-/// above restore in libvirtd because their XML came from libvirt with every address.
-/// Fixing it needs vireod's live XML (hence the image's) to carry the PCI addresses its
-/// QEMU actually uses (explicit addresses in the argv, or `query-pci` after start).
+/// vireod leaves QEMU to place the devices the XML gives no address (and the balloon
+/// libvirt adds by default); after start it asks `query-pci` where they went and writes
+/// that into the live XML, hence the image's. Without it libvirtd built its own layout
+/// (balloon behind a pcie-root-port) and QEMU refused the stream: "Unknown savevm
+/// section or instance '0000:00:01.0/virtio-balloon' 0".
 #[test]
-#[ignore = "known gap: vireod's save image XML lacks the PCI addresses of auto-placed devices"]
 fn guest_defined_in_vireod_saved_by_vireod_restores_in_libvirtd() {
     if !prerequisites() {
         return;

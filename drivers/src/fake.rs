@@ -167,6 +167,7 @@ impl FakeHypervisor {
             }),
             events: rx,
             paused,
+            live: None,
         }
     }
 }

@@ -185,6 +185,10 @@ pub struct Started {
     pub events: mpsc::UnboundedReceiver<GuestEvent>,
     /// Whether the guest is paused right now (reattach reports the true state).
     pub paused: bool,
+    /// The definition as the guest really runs, when it says more than the one the
+    /// hypervisor was given: devices added by default and the PCI addresses chosen
+    /// for devices that had none (QEMU; see `qemu::argv::with_pci_addresses`).
+    pub live: Option<DomainDef>,
 }
 
 /// Control of one running guest. Owned by its domain actor; moved into a job while the

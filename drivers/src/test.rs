@@ -61,6 +61,7 @@ fn new_guest(paused: bool) -> Started {
         }),
         events: rx,
         paused,
+        live: None,
     }
 }
 

@@ -203,6 +203,9 @@ enum Outcome {
         restored: bool,
         /// From the managed-save image (removed on success).
         from_managed: bool,
+        /// `def` is the persistent definition with what the hypervisor filled in
+        /// (default devices, PCI addresses): the definition takes it too.
+        placed: bool,
     },
     Saved {
         managed: bool,
@@ -819,6 +822,29 @@ impl DomainActorState {
         self.state = state;
     }
 
+    /// Takes what the hypervisor filled in at start (default devices, the PCI addresses
+    /// QEMU chose) into the persistent definition too, as libvirt assigns addresses at
+    /// define: the next boot keeps the same layout, and the live definition does not
+    /// pass for a changed one (DOMAIN_IS_UPDATED). No event: nothing the user defined
+    /// changed. If the write fails the definition stays as it was.
+    fn adopt_placement(&mut self) {
+        let Some(live) = self.live.clone() else {
+            return;
+        };
+        if let Some(store) = &self.ctx.store
+            && let Err(e) = store.save_def(
+                StoredKind::Domain,
+                &self.name,
+                &live.format(&Dormant::FORMAT),
+            )
+        {
+            tracing::warn!(domain = %self.name, "cannot record the PCI addresses in the definition: {e}");
+            return;
+        }
+        self.config = live;
+        self.dormant = None;
+    }
+
     async fn next_waiting(&mut self, myself: &ActorRef<DomainMsg>) {
         while self.job.is_none() {
             let Some(w) = self.waiting.pop_front() else {
@@ -960,7 +986,8 @@ impl DomainActorState {
                             outcome: Ok(Outcome::Started {
                                 events: s.events,
                                 paused: s.paused,
-                                def,
+                                placed: s.live.is_some(),
+                                def: s.live.map(Box::new).unwrap_or(def),
                                 id,
                                 restored: false,
                                 from_managed: false,
@@ -1124,6 +1151,7 @@ impl DomainActorState {
                 id,
                 restored,
                 from_managed,
+                placed,
             } => {
                 let Some(guest) = guest_back else {
                     return Err(VirError::internal(
@@ -1142,8 +1170,12 @@ impl DomainActorState {
                     guest,
                     events,
                     paused: is_paused,
+                    live: None,
                 };
                 self.attach(myself, started, *def, id, state);
+                if placed && self.persistent {
+                    self.adopt_placement();
+                }
                 if self.managed_save && self.flavour() == Flavour::Test {
                     // libvirt's test driver drops the managed-save image on a plain start.
                     self.managed_save = false;

@@ -881,6 +881,7 @@ impl DomainActorState {
                             id,
                             restored: true,
                             from_managed,
+                            placed: false,
                         }),
                     },
                     Err(e) => fail(e),
@@ -955,10 +956,11 @@ impl DomainActorState {
                 outcome: Ok(Outcome::Started {
                     events: s.events,
                     paused: start_paused,
-                    def,
+                    def: s.live.map(Box::new).unwrap_or(def),
                     id,
                     restored: true,
                     from_managed,
+                    placed: false,
                 }),
             }
         });

@@ -25,8 +25,11 @@
 //! - `<currentMemory>` below `<memory>` is not in the argv: the daemon sets the balloon
 //!   target with QMP `balloon` after start (as libvirt does); a missing `<memballoon>`
 //!   means a virtio balloon (libvirt adds one on define), `model='none'` means none;
-//! - no explicit PCI addresses unless the XML gives `<address type='pci'>`; no USB
-//!   controller unless one is declared or a USB input needs it;
+//! - no explicit PCI addresses unless the XML gives `<address type='pci'>`: QEMU places
+//!   the rest on the root bus, and the daemon asks it where ([`auto_placed`] names them,
+//!   [`with_pci_addresses`] writes QEMU's answer into the definition, as libvirt
+//!   records the addresses it assigns); no USB controller unless one is declared or a
+//!   USB input needs it;
 //! - features: without `<acpi/>` the machine gets `acpi=off` (so ACPI poweroff and
 //!   `system_powerdown` do nothing); `<apic/>` and `<pae/>` need no argv;
 //! - CPU: no `<cpu>` → nothing under TCG, [`DEFAULT_KVM_CPU`] under KVM;
@@ -603,6 +606,10 @@ struct Builder<'a> {
     /// virtio-serial port numbers taken.
     vserial_ports: Vec<u64>,
     device_args: Vec<String>,
+    /// PCI devices left for QEMU to place, in `-device` order (see [`auto_placed`]).
+    auto_pci: Vec<AutoPlaced>,
+    /// The `<devices>` child whose `-device` comes next and has no PCI address.
+    pending_auto: Option<usize>,
 }
 
 impl<'a> Builder<'a> {
@@ -646,6 +653,8 @@ impl<'a> Builder<'a> {
             vserial_ports: Vec::new(),
             disk_aliases: Vec::new(),
             device_args: Vec::new(),
+            auto_pci: Vec::new(),
+            pending_auto: None,
         })
     }
 
@@ -664,8 +673,28 @@ impl<'a> Builder<'a> {
     }
 
     fn device(&mut self, o: Obj) {
+        if let Some(at) = self.pending_auto.take()
+            && let Some(id) = o.get_str("id")
+        {
+            self.auto_pci.push(AutoPlaced {
+                id,
+                origin: Origin::Element(at),
+            });
+        }
         let s = o.render();
         self.dev("-device", s);
+    }
+
+    /// A device libvirt adds to every definition that does not name one, emitted
+    /// without an address.
+    fn added_device(&mut self, what: &'static str, o: Obj) {
+        if let Some(id) = o.get_str("id") {
+            self.auto_pci.push(AutoPlaced {
+                id,
+                origin: Origin::Added(what),
+            });
+        }
+        self.device(o);
     }
 
     fn pci_root(&self) -> &'static str {
@@ -675,9 +704,14 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// `bus`/`addr` from `<address type='pci'>`, if any.
-    fn pci_address(&self, e: &Element, o: Obj) -> VirResult<Obj> {
+    /// `bus`/`addr` from `<address type='pci'>`, if any. A `<devices>` child without
+    /// an address is noted: QEMU places its `-device` (the next one emitted).
+    fn pci_address(&mut self, e: &Element, o: Obj) -> VirResult<Obj> {
         let Some(a) = e.child("address") else {
+            self.pending_auto = self
+                .def
+                .devices()
+                .and_then(|d| d.elements().position(|x| std::ptr::eq(x, e)));
             return Ok(o);
         };
         match a.attr("type") {
@@ -869,7 +903,8 @@ impl<'a> Builder<'a> {
     fn devices(&mut self) -> VirResult<()> {
         let Some(devices) = self.def.devices() else {
             // libvirt adds a virtio balloon to every x86 guest.
-            self.device(
+            self.added_device(
+                "memballoon",
                 Obj::new()
                     .s("driver", "virtio-balloon-pci")
                     .s("id", "balloon0"),
@@ -916,14 +951,18 @@ impl<'a> Builder<'a> {
         let mut videos = devices.children_named("video").peekable();
         if videos.peek().is_none() && has_graphics {
             // libvirt adds a default video device (cirrus on x86) to guests with graphics.
-            self.device(Obj::new().s("driver", "cirrus-vga").s("id", "video0"));
+            self.added_device(
+                "video",
+                Obj::new().s("driver", "cirrus-vga").s("id", "video0"),
+            );
         }
         for (i, v) in devices.children_named("video").enumerate() {
             self.video(v, i)?;
         }
         match devices.child("memballoon") {
             None => {
-                self.device(
+                self.added_device(
+                    "memballoon",
                     Obj::new()
                         .s("driver", "virtio-balloon-pci")
                         .s("id", "balloon0"),
@@ -1872,6 +1911,94 @@ pub fn disk_aliases(def: &DomainDef) -> VirResult<Vec<DiskAlias>> {
     Ok(b.disk_aliases)
 }
 
+/// A PCI device the command line leaves QEMU to place: it has no `<address
+/// type='pci'>` in the definition, or is one libvirt adds to every definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoPlaced {
+    /// The `-device` id (`balloon0`, `net0`, `virtio-disk0`, `video0`, ...): QMP
+    /// `query-pci`'s `qdev_id`.
+    pub id: String,
+    /// What in the definition it stands for.
+    pub origin: Origin,
+}
+
+/// Where an [`AutoPlaced`] device comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The child element of `<devices>` at this position (elements only).
+    Element(usize),
+    /// A device libvirt adds when the definition names none: `memballoon` (a virtio
+    /// balloon) or `video` (cirrus, for a guest with graphics).
+    Added(&'static str),
+}
+
+/// The PCI devices [`build_command`] leaves QEMU to place, in `-device` order. QEMU
+/// puts each on the root bus, in the first free slot.
+pub fn auto_placed(def: &DomainDef) -> VirResult<Vec<AutoPlaced>> {
+    validate(def)?;
+    let ctx = dummy_ctx();
+    let mut b = Builder::new(def, &ctx)?;
+    b.devices()?;
+    Ok(b.auto_pci)
+}
+
+/// The definition with the places QEMU chose for its [`AutoPlaced`] devices written in,
+/// as libvirt writes the addresses it assigns: an `<address type='pci'>` on the root
+/// bus (`slots` maps a `-device` id to its slot and function there), and the devices
+/// libvirt adds spelled out with theirs. Devices `slots` does not know are left as they
+/// are. `None` when nothing changes.
+///
+/// Why: a save image carries the definition, and whoever restores it (libvirtd too)
+/// builds the guest from it; without the addresses it may lay the devices out
+/// differently and QEMU refuses the stream.
+pub fn with_pci_addresses(
+    def: &DomainDef,
+    placed: &[AutoPlaced],
+    slots: &HashMap<String, (u64, u64)>,
+) -> Option<DomainDef> {
+    let mut out = def.clone();
+    let mut changed = false;
+    let address = |(slot, function): (u64, u64)| {
+        let mut a = Element::new("address");
+        a.set_attr("type", "pci")
+            .set_attr("domain", "0x0000")
+            .set_attr("bus", "0x00")
+            .set_attr("slot", format!("0x{slot:02x}"))
+            .set_attr("function", format!("0x{function:x}"));
+        a
+    };
+    for p in placed {
+        let Some(&at) = slots.get(&p.id) else {
+            continue;
+        };
+        let devices = out.element_mut().ensure_child("devices");
+        match p.origin {
+            Origin::Element(i) => {
+                if let Some(e) = devices.elements_mut().nth(i)
+                    && e.child("address").is_none()
+                {
+                    e.push_child(address(at));
+                    changed = true;
+                }
+            }
+            Origin::Added(what) => {
+                let mut e = Element::new(what);
+                if what == "video" {
+                    let mut m = Element::new("model");
+                    m.set_attr("type", "cirrus");
+                    e.push_child(m);
+                } else {
+                    e.set_attr("model", "virtio");
+                }
+                e.push_child(address(at));
+                devices.push_child(e);
+                changed = true;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
 /// Builds the QEMU command line for a domain (after [`validate`]).
 pub fn build_command(def: &DomainDef, ctx: &LaunchContext) -> VirResult<QemuCommand> {
     validate(def)?;
@@ -2463,6 +2590,82 @@ mod tests {
                 e.message
             );
         }
+    }
+
+    #[test]
+    fn auto_placed_devices_get_the_addresses_qemu_chose_written_in() {
+        let def = def_of(
+            "<domain type='qemu'><name>p</name><memory>65536</memory>\
+             <os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+             <interface type='user'><mac address='52:54:00:00:00:01'/><model type='virtio'/></interface>\
+             <interface type='user'><mac address='52:54:00:00:00:02'/><model type='virtio'/>\
+             <address type='pci' domain='0x0000' bus='0x00' slot='0x07' function='0x0'/></interface>\
+             <serial type='pty'/><graphics type='vnc'/></devices></domain>",
+        );
+        let placed = auto_placed(&def).unwrap();
+        assert_eq!(
+            placed,
+            [
+                AutoPlaced {
+                    id: "net0".into(),
+                    origin: Origin::Element(0)
+                },
+                AutoPlaced {
+                    id: "video0".into(),
+                    origin: Origin::Added("video")
+                },
+                AutoPlaced {
+                    id: "balloon0".into(),
+                    origin: Origin::Added("memballoon")
+                },
+            ]
+        );
+        // What QEMU reported (query-pci); video0 deliberately missing.
+        let slots: HashMap<String, (u64, u64)> = [
+            ("net0".to_string(), (1, 0)),
+            ("balloon0".to_string(), (2, 0)),
+        ]
+        .into();
+        let placed_def = with_pci_addresses(&def, &placed, &slots).unwrap();
+        let devices = placed_def.devices().unwrap();
+        let nic = devices.children_named("interface").next().unwrap();
+        assert_eq!(nic.path_attr(&["address"], "slot"), Some("0x01"));
+        assert_eq!(nic.path_attr(&["address"], "bus"), Some("0x00"));
+        let balloon = devices.child("memballoon").unwrap();
+        assert_eq!(balloon.attr("model"), Some("virtio"));
+        assert_eq!(balloon.path_attr(&["address"], "slot"), Some("0x02"));
+        assert!(
+            devices.child("video").is_none(),
+            "unknown to QEMU: left out"
+        );
+        // The written definition starts the same devices at the same places, and only
+        // what QEMU did not report is still left to it.
+        let args = build_command(&placed_def, &fixed_ctx("p")).unwrap().args;
+        let dev = |id: &str| {
+            args.iter()
+                .find(|a| a.contains(&format!("\"id\":\"{id}\"")))
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert!(
+            dev("net0").contains("\"bus\":\"pcie.0\",\"addr\":\"0x1\""),
+            "{}",
+            dev("net0")
+        );
+        assert!(
+            dev("balloon0").contains("\"bus\":\"pcie.0\",\"addr\":\"0x2\""),
+            "{}",
+            dev("balloon0")
+        );
+        assert_eq!(
+            auto_placed(&placed_def).unwrap(),
+            [AutoPlaced {
+                id: "video0".into(),
+                origin: Origin::Added("video")
+            }]
+        );
+        // Nothing to write: no change.
+        assert!(with_pci_addresses(&def, &placed, &HashMap::new()).is_none());
     }
 
     #[test]

@@ -207,6 +207,7 @@ impl QemuHypervisor {
             incoming: incoming.as_ref().map(|_| "defer".to_string()),
         };
         let cmd = argv::build_command(def, &ctx)?;
+        let placed = argv::auto_placed(def)?;
         let machines = self.machine_types(&cmd.program).await?;
         argv::check_machine(def, &machines)?;
 
@@ -251,6 +252,19 @@ impl QemuHypervisor {
                 .map_err(|e| (lost(&e), e))
                 .map_err(|(l, e)| (qmp_error("cannot negotiate QMP", e), l))?;
             t_negotiated = t0.elapsed();
+            // Where QEMU put the devices it was left to place, for the live definition
+            // (and so for a save image's). Not worth failing a start over.
+            let mut live = None;
+            if !placed.is_empty() {
+                match qmp.execute("query-pci", None).await {
+                    Ok(reply) => {
+                        live = argv::with_pci_addresses(def, &placed, &root_bus_slots(&reply));
+                    }
+                    Err(e) => {
+                        tracing::warn!(domain = %name, "query-pci failed, PCI addresses not recorded: {e}");
+                    }
+                }
+            }
             if let Some(src) = incoming {
                 migrate::restore(&qmp, &mut events, src)
                     .await
@@ -262,10 +276,10 @@ impl QemuHypervisor {
                     .map_err(|e| (lost(&e), e))
                     .map_err(|(l, e)| (qmp_error("cannot start the vCPUs", e), l))?;
             }
-            Ok::<_, (VirError, bool)>((qmp, events))
+            Ok::<_, (VirError, bool)>((qmp, events, live))
         }
         .await;
-        let (qmp, events) = match connected {
+        let (qmp, events, live) = match connected {
             Ok(v) => v,
             Err((mut e, lost)) => {
                 // QEMU can fail after its monitor is up (a later -chardev or -drive):
@@ -308,7 +322,7 @@ impl QemuHypervisor {
             "started": started_at,
         });
         let quiet_resumes = u32::from(!opts.paused);
-        Ok(self.attach(
+        let mut started = self.attach(
             proc,
             qmp,
             events,
@@ -317,7 +331,9 @@ impl QemuHypervisor {
             opts.paused,
             quiet_resumes,
             Vec::new(),
-        ))
+        );
+        started.live = live;
+        Ok(started)
     }
 
     async fn do_reattach(&self, record: &Value, def: &DomainDef) -> VirResult<Option<Started>> {
@@ -456,8 +472,38 @@ impl QemuHypervisor {
             }),
             events: rx,
             paused,
+            live: None,
         }
     }
+}
+
+/// The root-bus slot and function of every device `query-pci` lists with an id.
+/// Devices behind bridges are left out: what QEMU places by itself goes on the root bus.
+fn root_bus_slots(reply: &Value) -> HashMap<String, (u64, u64)> {
+    let mut out = HashMap::new();
+    for bus in reply.as_array().into_iter().flatten() {
+        if bus.get("bus").and_then(Value::as_u64) != Some(0) {
+            continue;
+        }
+        for d in bus
+            .get("devices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let num = |k: &str| d.get(k).and_then(Value::as_u64);
+            if let (Some(id), Some(0), Some(slot), Some(function)) = (
+                d.get("qdev_id").and_then(Value::as_str),
+                num("bus"),
+                num("slot"),
+                num("function"),
+            ) && !id.is_empty()
+            {
+                out.insert(id.to_string(), (slot, function));
+            }
+        }
+    }
+    out
 }
 
 fn start_error(name: &str, e: ProcessError) -> VirError {
