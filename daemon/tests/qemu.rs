@@ -32,6 +32,25 @@ fn virsh_drives_real_qemu_guests_with_events() {
         "vm1",
         &["Defined Added", "Resumed Unpaused", "Started Booted"],
     );
+    // The devices QEMU placed (the XML gave no addresses) are in the definition now,
+    // with the balloon libvirt adds by default, as libvirt has them after define.
+    let balloon = |xml: &str| {
+        let start = xml
+            .find("<memballoon")
+            .unwrap_or_else(|| panic!("no memballoon:\n{xml}"));
+        let end = xml[start..]
+            .find("</memballoon>")
+            .expect("memballoon closed")
+            + start;
+        xml[start..end].to_string()
+    };
+    let placed = balloon(&q.virsh_ok(&["dumpxml", "--inactive", "vm1"]));
+    assert!(
+        placed.contains("model='virtio'")
+            && placed.contains("<address type='pci' domain='0x0000' bus='0x00' slot='0x"),
+        "{placed}"
+    );
+    assert_eq!(balloon(&q.virsh_ok(&["dumpxml", "vm1"])), placed);
     let list = q.virsh_ok(&["list"]);
     assert!(
         list.lines()
@@ -66,6 +85,8 @@ fn virsh_drives_real_qemu_guests_with_events() {
     q.virsh_ok(&["reboot", "vm1"]);
     q.wait_serial("vm1", "waiting for power button", 2);
     q.wait_state("vm1", "running (booted)");
+    // The second start ran from the recorded addresses: the same layout.
+    assert_eq!(balloon(&q.virsh_ok(&["dumpxml", "vm1"])), placed);
     assert!(
         ev.wait_for("event 'reboot' for domain 'vm1'", Duration::from_secs(10)),
         "{:?}",
