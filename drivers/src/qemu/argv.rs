@@ -1902,13 +1902,18 @@ pub struct DiskAlias {
     pub format_node: Option<String>,
 }
 
-/// The QEMU names [`build_command`] gives each disk, in `<disk>` order.
-pub fn disk_aliases(def: &DomainDef) -> VirResult<Vec<DiskAlias>> {
+/// Translates `<devices>` alone and hands the builder to `take` (for what it learnt).
+fn after_devices<T>(def: &DomainDef, take: impl FnOnce(Builder<'_>) -> T) -> VirResult<T> {
     validate(def)?;
     let ctx = dummy_ctx();
     let mut b = Builder::new(def, &ctx)?;
     b.devices()?;
-    Ok(b.disk_aliases)
+    Ok(take(b))
+}
+
+/// The QEMU names [`build_command`] gives each disk, in `<disk>` order.
+pub fn disk_aliases(def: &DomainDef) -> VirResult<Vec<DiskAlias>> {
+    after_devices(def, |b| b.disk_aliases)
 }
 
 /// A PCI device the command line leaves QEMU to place: it has no `<address
@@ -1935,11 +1940,7 @@ pub enum Origin {
 /// The PCI devices [`build_command`] leaves QEMU to place, in `-device` order. QEMU
 /// puts each on the root bus, in the first free slot.
 pub fn auto_placed(def: &DomainDef) -> VirResult<Vec<AutoPlaced>> {
-    validate(def)?;
-    let ctx = dummy_ctx();
-    let mut b = Builder::new(def, &ctx)?;
-    b.devices()?;
-    Ok(b.auto_pci)
+    after_devices(def, |b| b.auto_pci)
 }
 
 /// The definition with the places QEMU chose for its [`AutoPlaced`] devices written in,
