@@ -53,6 +53,8 @@ const SESSION: &[&str] = &[
     "net-info default",
     "net-uuid default",
     "pool-list --all",
+    "pool-list --all --type dir",
+    "pool-list --all --type logical,disk",
     "pool-info default-pool",
     "pool-dumpxml default-pool",
     "pool-uuid default-pool",

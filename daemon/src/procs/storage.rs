@@ -10,6 +10,7 @@ use vireo_messages::{ErrorCode, VirError, VirResult};
 use vireo_wire::RemoteProc as P;
 use vireo_wire::procs::*;
 use vireo_wire::types::{NonnullStoragePool, NonnullStorageVol};
+use vireo_xml::PoolDef;
 
 use super::network::object_filter;
 use super::{Handled, args, name_lists, ret, truncate, void};
@@ -28,6 +29,34 @@ fn vol_ref(pool: &str, v: &VolumeInfo) -> NonnullStorageVol {
         name: v.name.clone(),
         key: v.key.clone(),
     }
+}
+
+/// The pool types in the order of their `VIR_CONNECT_LIST_STORAGE_POOLS_*` bits, the
+/// first (`dir`) being bit 6.
+const POOL_TYPES: [&str; 14] = [
+    "dir",
+    "fs",
+    "netfs",
+    "logical",
+    "disk",
+    "iscsi",
+    "scsi",
+    "mpath",
+    "rbd",
+    "sheepdog",
+    "gluster",
+    "zfs",
+    "vstorage",
+    "iscsi-direct",
+];
+
+/// The list-all-pools flag bit that selects pools of type `t` (0 for an unknown type,
+/// which no type filter selects).
+fn pool_type_bit(t: &str) -> u32 {
+    POOL_TYPES
+        .iter()
+        .position(|k| *k == t)
+        .map_or(0, |i| 1 << (6 + i))
 }
 
 fn find(conn: &Connection, r: &NonnullStoragePool) -> VirResult<Pool> {
@@ -135,16 +164,29 @@ async fn run(conn: &Connection, p: P, payload: &[u8]) -> VirResult<Bytes> {
     match p {
         P::ConnectListAllStoragePools => {
             let a: ListAllArgs = args(payload)?;
-            // Pool-type bits (64 and up) are accepted but not filtered on.
-            let pools: Vec<NonnullStoragePool> = conn
-                .list_pools()
-                .into_iter()
-                .filter(|e| object_filter(a.flags & 63, e.active, e.persistent, e.autostart))
-                .map(|e| NonnullStoragePool {
-                    name: e.name,
-                    uuid: e.uuid,
-                })
-                .collect();
+            let types = a.flags & !63;
+            let mut pools = Vec::new();
+            for e in conn.list_pools() {
+                if !object_filter(a.flags & 63, e.active, e.persistent, e.autostart) {
+                    continue;
+                }
+                let (name, uuid) = (e.name.clone(), e.uuid);
+                if types != 0 {
+                    // Rare (virsh pool-list --type): ask the pool for its type then.
+                    let kind = match conn.pool(e).xml(0).await {
+                        Ok(xml) => PoolDef::parse(&xml).map(|d| pool_type_bit(d.pool_type())),
+                        Err(err) => Err(err),
+                    };
+                    match kind {
+                        Ok(bit) if bit & types != 0 => {}
+                        Ok(_) => continue,
+                        // Undefined meanwhile: as if listed a moment later.
+                        Err(err) if err.code == ErrorCode::NoStoragePool => continue,
+                        Err(err) => return Err(err),
+                    }
+                }
+                pools.push(NonnullStoragePool { name, uuid });
+            }
             let count = pools.len() as u32;
             ret(&ConnectListAllStoragePoolsRet {
                 pools: if a.need_results != 0 {
@@ -350,5 +392,20 @@ async fn run(conn: &Connection, p: P, payload: &[u8]) -> VirResult<Bytes> {
             vireo_messages::ErrorDomain::Storage,
             &p.api_name(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_type_bits_are_libvirts() {
+        assert_eq!(pool_type_bit("dir"), 1 << 6);
+        assert_eq!(pool_type_bit("logical"), 1 << 9);
+        assert_eq!(pool_type_bit("gluster"), 1 << 16);
+        assert_eq!(pool_type_bit("vstorage"), 1 << 18);
+        assert_eq!(pool_type_bit("iscsi-direct"), 1 << 19);
+        assert_eq!(pool_type_bit("nosuch"), 0);
     }
 }
