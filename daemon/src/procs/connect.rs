@@ -51,6 +51,9 @@ pub async fn handle(s: &Arc<Session>, p: P, payload: &[u8]) -> Handled {
             s.set_conn(None, false);
             void()
         }
+        // Accepted and never fired, as libvirtd with a local driver: it relays a close of
+        // its own hypervisor connection (CONNECT_EVENT_CONNECTION_CLOSED), which local
+        // drivers never report; a daemon going away reads as end of file at the client.
         P::ConnectRegisterCloseCallback | P::ConnectUnregisterCloseCallback => void(),
         P::ConnectGetType => s.conn().and_then(|c| {
             ret(&StringRet {
