@@ -8,6 +8,8 @@
 //! - [`qemu`]: libvirt's `qemu` hypervisor: QEMU processes over QMP;
 //! - [`fake`]: a scriptable hypervisor for tests (gates to hold an operation, injected
 //!   failures and guest events);
+//! - [`netdev`]: host network devices' traffic counters, from the guest's side (a
+//!   QEMU guest's interface statistics are its tap's);
 //! - [`testdata`]: the test driver's default node, objects and custom-file loader;
 //! - [`store`]: persistent definitions and runtime status records on disk, written
 //!   atomically;
@@ -19,6 +21,7 @@
 pub mod fake;
 pub mod hypervisor;
 pub mod iohelper;
+pub mod netdev;
 pub mod qemu;
 pub mod saveimage;
 pub mod store;

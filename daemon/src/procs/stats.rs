@@ -448,6 +448,21 @@ fn qemu_record(groups: u32, info: &DomainInfo, def: &DomainDef) -> Vec<TypedPara
         for (i, n) in nics.iter().enumerate() {
             if let Some(name) = &n.target_dev {
                 v.push(p(format!("net.{i}.name"), Str(name.clone())));
+                // The host tap's counters, from the guest's side (as libvirt reads them).
+                if let Some(t) = vireo_drivers::netdev::guest_traffic(name) {
+                    for (k, x) in [
+                        ("rx.bytes", t.rx_bytes),
+                        ("rx.pkts", t.rx_packets),
+                        ("rx.errs", t.rx_errs),
+                        ("rx.drop", t.rx_drop),
+                        ("tx.bytes", t.tx_bytes),
+                        ("tx.pkts", t.tx_packets),
+                        ("tx.errs", t.tx_errs),
+                        ("tx.drop", t.tx_drop),
+                    ] {
+                        v.push(p(format!("net.{i}.{k}"), ULLong(x)));
+                    }
+                }
             }
         }
     }
