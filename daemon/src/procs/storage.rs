@@ -31,32 +31,27 @@ fn vol_ref(pool: &str, v: &VolumeInfo) -> NonnullStorageVol {
     }
 }
 
-/// The pool types in the order of their `VIR_CONNECT_LIST_STORAGE_POOLS_*` bits, the
-/// first (`dir`) being bit 6.
-const POOL_TYPES: [&str; 14] = [
-    "dir",
-    "fs",
-    "netfs",
-    "logical",
-    "disk",
-    "iscsi",
-    "scsi",
-    "mpath",
-    "rbd",
-    "sheepdog",
-    "gluster",
-    "zfs",
-    "vstorage",
-    "iscsi-direct",
-];
-
-/// The list-all-pools flag bit that selects pools of type `t` (0 for an unknown type,
-/// which no type filter selects).
+/// The list-all-pools flag bit (`VIR_CONNECT_LIST_STORAGE_POOLS_DIR` …) that selects
+/// pools of type `t`; 0 for an unknown type, which no type filter selects. (The bits
+/// follow the order the types were added to libvirt, not its pool type enum.)
 fn pool_type_bit(t: &str) -> u32 {
-    POOL_TYPES
-        .iter()
-        .position(|k| *k == t)
-        .map_or(0, |i| 1 << (6 + i))
+    match t {
+        "dir" => 1 << 6,
+        "fs" => 1 << 7,
+        "netfs" => 1 << 8,
+        "logical" => 1 << 9,
+        "disk" => 1 << 10,
+        "iscsi" => 1 << 11,
+        "scsi" => 1 << 12,
+        "mpath" => 1 << 13,
+        "rbd" => 1 << 14,
+        "sheepdog" => 1 << 15,
+        "gluster" => 1 << 16,
+        "zfs" => 1 << 17,
+        "vstorage" => 1 << 18,
+        "iscsi-direct" => 1 << 19,
+        _ => 0,
+    }
 }
 
 fn find(conn: &Connection, r: &NonnullStoragePool) -> VirResult<Pool> {
