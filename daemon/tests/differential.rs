@@ -94,6 +94,8 @@ const SESSION: &[&str] = &[
     "undefine nosuch",
     "destroy diff-new",
     "dumpxml nosuch",
+    "domifstat test nosuch",
+    "domblkstat test nosuch",
     "net-info nosuch",
     "net-start default",
     "pool-info nosuch",

@@ -458,5 +458,26 @@ fn domstats_gives_a_tap_guests_traffic_from_the_guests_side() {
         assert_eq!(get(guest), tap.counter(host), "net.0.{guest}:\n{out}");
     }
     assert!(get("rx.pkts") >= 1 && get("rx.bytes") >= 74, "{out}");
+    // virsh domifstat (DOMAIN_INTERFACE_STATS), by device name and by MAC address.
+    for which in [dev.as_str(), "52:54:00:12:34:56"] {
+        let out = q.virsh_ok(&["domifstat", "net1", which]);
+        let get = |k: &str| -> u64 {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{which} {k} ")))
+                .unwrap_or_else(|| panic!("domifstat lacks {k}:\n{out}"))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(get("rx_packets"), tap.counter("tx_packets"), "{out}");
+        assert_eq!(get("rx_bytes"), tap.counter("tx_bytes"), "{out}");
+        assert_eq!(get("tx_packets"), tap.counter("rx_packets"), "{out}");
+    }
+    let o = q.virsh(&["domifstat", "net1", "nosuch"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("'nosuch' is not a known interface"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     q.virsh_ok(&["destroy", "net1"]);
 }

@@ -1,7 +1,8 @@
 //! Argument and return structs of the statistics and security-label procedures:
 //! CONNECT_GET_ALL_DOMAIN_STATS (which also carries `virDomainListGetStats`: a call
-//! with a non-empty `doms` list), DOMAIN_MEMORY_STATS and
-//! DOMAIN_GET_SECURITY_LABEL_LIST. Field order follows `remote_protocol.x`.
+//! with a non-empty `doms` list), DOMAIN_MEMORY_STATS, DOMAIN_BLOCK_STATS,
+//! DOMAIN_INTERFACE_STATS and DOMAIN_GET_SECURITY_LABEL_LIST. Field order follows
+//! `remote_protocol.x`.
 
 use crate::types::limits::*;
 use crate::types::*;
@@ -60,6 +61,60 @@ crate::xdr_struct! {
     pub struct DomainMemoryStatsRet {
         /// The statistics.
         pub stats: Vec<DomainMemoryStat> [max DOMAIN_MEMORY_STATS_MAX],
+    }
+
+    /// DOMAIN_BLOCK_STATS arguments.
+    #[derive(Eq)]
+    pub struct DomainBlockStatsArgs {
+        /// The domain.
+        pub dom: NonnullDomain,
+        /// The disk: its target (`vda`) or source path.
+        pub path: String,
+    }
+
+    /// DOMAIN_BLOCK_STATS reply.
+    #[derive(Eq)]
+    pub struct DomainBlockStatsRet {
+        /// Read requests.
+        pub rd_req: i64,
+        /// Bytes read.
+        pub rd_bytes: i64,
+        /// Write requests.
+        pub wr_req: i64,
+        /// Bytes written.
+        pub wr_bytes: i64,
+        /// Errors.
+        pub errs: i64,
+    }
+
+    /// DOMAIN_INTERFACE_STATS arguments.
+    #[derive(Eq)]
+    pub struct DomainInterfaceStatsArgs {
+        /// The domain.
+        pub dom: NonnullDomain,
+        /// The interface: its host device name (`<target dev>`) or MAC address.
+        pub path: String,
+    }
+
+    /// DOMAIN_INTERFACE_STATS reply.
+    #[derive(Eq)]
+    pub struct DomainInterfaceStatsRet {
+        /// Bytes received.
+        pub rx_bytes: i64,
+        /// Packets received.
+        pub rx_packets: i64,
+        /// Receive errors.
+        pub rx_errs: i64,
+        /// Received packets dropped.
+        pub rx_drop: i64,
+        /// Bytes sent.
+        pub tx_bytes: i64,
+        /// Packets sent.
+        pub tx_packets: i64,
+        /// Transmit errors.
+        pub tx_errs: i64,
+        /// Sent packets dropped.
+        pub tx_drop: i64,
     }
 
     /// `remote_domain_get_security_label_ret` as a list element.

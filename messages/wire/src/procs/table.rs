@@ -74,8 +74,8 @@ crate::remote_procedures! {
 61 DOMAIN_MIGRATE_PREPARE DomainMigratePrepare;
 62 DOMAIN_MIGRATE_PERFORM DomainMigratePerform;
 63 DOMAIN_MIGRATE_FINISH DomainMigrateFinish;
-64 DOMAIN_BLOCK_STATS DomainBlockStats [readonly_ok];
-65 DOMAIN_INTERFACE_STATS DomainInterfaceStats [readonly_ok priority];
+64 DOMAIN_BLOCK_STATS DomainBlockStats(DomainBlockStatsArgs) -> DomainBlockStatsRet [readonly_ok];
+65 DOMAIN_INTERFACE_STATS DomainInterfaceStats(DomainInterfaceStatsArgs) -> DomainInterfaceStatsRet [readonly_ok priority];
 66 AUTH_LIST AuthList(()) -> AuthListRet [readonly_ok priority];
 67 AUTH_SASL_INIT AuthSaslInit(()) -> AuthSaslInitRet [readonly_ok priority];
 68 AUTH_SASL_START AuthSaslStart(AuthSaslStartArgs) -> AuthSaslRet [readonly_ok priority];
