@@ -356,7 +356,6 @@ async fn run(conn: &Connection, p: P, payload: &[u8]) -> VirResult<Bytes> {
     }
 }
 
-/// The runtime facts and the current definition (the live one while active).
 /// Seconds and microseconds since the epoch, the base of the test driver's made-up
 /// block and interface figures.
 fn clock() -> (i64, i64) {
@@ -366,6 +365,7 @@ fn clock() -> (i64, i64) {
     (now.as_secs() as i64, now.as_micros() as i64)
 }
 
+/// The runtime facts and the current definition (the live one while active).
 async fn info_and_def(d: &Domain) -> VirResult<(DomainInfo, DomainDef)> {
     let info = d.info().await?;
     let def = DomainDef::parse(&d.xml(0).await?)?;
