@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use ractor::ActorRef;
 use tokio::sync::oneshot;
+use vireo_drivers::hypervisor::DiskIo;
 use vireo_drivers::testdata::TestConfig;
 use vireo_messages::{DomainId, ErrorCode, ErrorDomain, Uuid, VirError, VirResult};
 use vireo_xml::{DomainDef, NetworkDef, PoolDef};
@@ -713,6 +714,23 @@ impl Domain {
         })
         .await?;
         rx.await.map_err(|_| self.gone())
+    }
+
+    /// The running guest's disks' I/O counters, asked of its hypervisor (QEMU's
+    /// monitor) even while a job runs; `None` when the domain is not running or its
+    /// driver counts none.
+    pub async fn disk_io(&self) -> VirResult<Option<Vec<DiskIo>>> {
+        let (tx, rx) = oneshot::channel();
+        self.query(DomainMsg::Probe(tx), |_, m| {
+            if let DomainMsg::Probe(tx) = m {
+                let _ = tx.send(None);
+            }
+        })
+        .await?;
+        match rx.await.map_err(|_| self.gone())? {
+            Some(probe) => probe.disk_io().await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The XML description (`VIR_DOMAIN_XML_*` flags).

@@ -177,6 +177,39 @@ pub struct SaveControl {
     pub cancel: tokio_util::sync::CancellationToken,
 }
 
+/// One disk's I/O as the hypervisor counts it (libvirt's `block.N.*` statistics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskIo {
+    /// The hypervisor's name for the disk's top node (QEMU: the format node,
+    /// `libvirt-N-format`).
+    pub node: String,
+    /// Read requests.
+    pub rd_reqs: u64,
+    /// Bytes read.
+    pub rd_bytes: u64,
+    /// Time spent reading, ns.
+    pub rd_ns: u64,
+    /// Write requests.
+    pub wr_reqs: u64,
+    /// Bytes written.
+    pub wr_bytes: u64,
+    /// Time spent writing, ns.
+    pub wr_ns: u64,
+    /// Flush requests.
+    pub fl_reqs: u64,
+    /// Time spent flushing, ns.
+    pub fl_ns: u64,
+    /// The highest offset written (libvirt's `allocation` for a running guest).
+    pub wr_highest_offset: u64,
+}
+
+/// Questions to a running guest's hypervisor that do not change it, answered while
+/// jobs run (QEMU's monitor takes commands concurrently).
+pub trait GuestProbe: Send + Sync + 'static {
+    /// Every disk's I/O counters.
+    fn disk_io(&self) -> BoxFuture<'static, VirResult<Vec<DiskIo>>>;
+}
+
 /// A freshly started or reattached guest and its event stream.
 pub struct Started {
     /// Control of the running guest.
@@ -218,6 +251,12 @@ pub trait Guest: Send + 'static {
     /// What the guest has used so far (CPU split, RSS, per-vCPU times), when the driver
     /// can tell. Cheap and synchronous like [`Guest::cpu_time_ns`].
     fn usage(&self) -> Option<GuestUsage> {
+        None
+    }
+
+    /// Read-only questions that need the hypervisor (QEMU's monitor), asked without
+    /// the guest object: its owner keeps the probe while jobs hold the guest.
+    fn probe(&self) -> Option<Arc<dyn GuestProbe>> {
         None
     }
 

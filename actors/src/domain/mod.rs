@@ -43,7 +43,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::{mpsc, oneshot};
 use vireo_drivers::hypervisor::{
-    Flavour, Guest, GuestEvent, GuestUsage, ShutdownOutcome, StartOptions,
+    Flavour, Guest, GuestEvent, GuestProbe, GuestUsage, ShutdownOutcome, StartOptions,
 };
 use vireo_drivers::store::StoredKind;
 use vireo_messages::event::detail;
@@ -234,6 +234,10 @@ pub enum DomainMsg {
         /// Where the XML goes.
         reply: oneshot::Sender<VirResult<String>>,
     },
+    /// The running guest's probe (questions to its hypervisor that change nothing),
+    /// `None` when shut off or the driver has none; answered at once, even while a job
+    /// holds the guest.
+    Probe(oneshot::Sender<Option<Arc<dyn GuestProbe>>>),
     /// The running job's progress (`virDomainGetJobInfo`); answered at once.
     JobInfo(oneshot::Sender<JobInfo>),
     /// Abort the running save (`virDomainAbortJob`); answered at once.
@@ -320,6 +324,8 @@ pub struct DomainActorState {
     state: StateReason,
     id: Option<DomainId>,
     guest: Option<Box<dyn Guest>>,
+    /// The running guest's probe, kept while a job holds the guest.
+    probe: Option<Arc<dyn GuestProbe>>,
     guest_gen: u64,
     job: Option<ActiveJob>,
     waiting: VecDeque<Waiting>,
@@ -368,6 +374,7 @@ impl Actor for DomainActor {
             state: args.initial,
             id: None,
             guest: None,
+            probe: None,
             guest_gen: 0,
             job: None,
             waiting: VecDeque::new(),
@@ -412,6 +419,9 @@ impl Actor for DomainActor {
                         .update(&st.uuid, |e| e.live_xml = Some(text));
                 }
                 let _ = reply.send(r);
+            }
+            DomainMsg::Probe(reply) => {
+                let _ = reply.send(st.probe.clone());
             }
             DomainMsg::JobInfo(reply) => {
                 let _ = reply.send(st.job_info());
@@ -814,6 +824,7 @@ impl DomainActorState {
                 }
             }
         });
+        self.probe = started.guest.probe();
         self.guest = Some(started.guest);
         self.last_usage = None;
         self.live = Some(live);
@@ -1309,6 +1320,7 @@ impl DomainActorState {
     /// The guest is gone: record the final state, emit STOPPED, drop a transient domain.
     fn stopped(&mut self, state: StateReason, event_detail: i32) {
         self.guest = None;
+        self.probe = None;
         self.guest_gen += 1;
         self.state = state;
         self.remove_status();

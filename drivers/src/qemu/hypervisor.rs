@@ -51,8 +51,8 @@ use super::migrate::{self, MigrationState};
 use super::process::{self, ProcessError, QemuProcess};
 use super::qmp::{Qmp, QmpError, QmpEvent};
 use crate::hypervisor::{
-    BoxFuture, Flavour, Guest, GuestEvent, GuestUsage, Hypervisor, SaveControl, ShutdownOutcome,
-    StartOptions, Started,
+    BoxFuture, DiskIo, Flavour, Guest, GuestEvent, GuestProbe, GuestUsage, Hypervisor, SaveControl,
+    ShutdownOutcome, StartOptions, Started,
 };
 
 const ERR: ErrorDomain = ErrorDomain::Qemu;
@@ -477,6 +477,48 @@ impl QemuHypervisor {
     }
 }
 
+/// A running QEMU's monitor, for questions that change nothing.
+struct MonitorProbe(Qmp);
+
+impl GuestProbe for MonitorProbe {
+    fn disk_io(&self) -> BoxFuture<'static, VirResult<Vec<DiskIo>>> {
+        let qmp = self.0.clone();
+        Box::pin(async move {
+            let reply = qmp
+                .execute("query-blockstats", None)
+                .await
+                .map_err(|e| qmp_error("cannot read the block statistics", e))?;
+            Ok(disk_io_of(&reply))
+        })
+    }
+}
+
+/// `query-blockstats` → one [`DiskIo`] per device node with a node name.
+fn disk_io_of(reply: &Value) -> Vec<DiskIo> {
+    reply
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let node = e.get("node-name").and_then(Value::as_str)?;
+            let s = e.get("stats")?;
+            let n = |k: &str| s.get(k).and_then(Value::as_u64).unwrap_or(0);
+            Some(DiskIo {
+                node: node.to_string(),
+                rd_reqs: n("rd_operations"),
+                rd_bytes: n("rd_bytes"),
+                rd_ns: n("rd_total_time_ns"),
+                wr_reqs: n("wr_operations"),
+                wr_bytes: n("wr_bytes"),
+                wr_ns: n("wr_total_time_ns"),
+                fl_reqs: n("flush_operations"),
+                fl_ns: n("flush_total_time_ns"),
+                wr_highest_offset: n("wr_highest_offset"),
+            })
+        })
+        .collect()
+}
+
 /// The root-bus slot and function of every device `query-pci` lists with an id.
 /// Devices behind bridges are left out: what QEMU places by itself goes on the root bus.
 fn root_bus_slots(reply: &Value) -> HashMap<String, (u64, u64)> {
@@ -886,6 +928,10 @@ impl Guest for QemuGuest {
             return None;
         }
         process::usage(self.pid)
+    }
+
+    fn probe(&self) -> Option<Arc<dyn GuestProbe>> {
+        Some(Arc::new(MonitorProbe(self.qmp.clone())))
     }
 
     fn save_to_fd(&mut self, sink: OwnedFd, ctl: SaveControl) -> BoxFuture<'_, VirResult<()>> {
