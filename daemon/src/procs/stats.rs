@@ -385,6 +385,13 @@ async fn qemu_block_stats(d: &Domain, path: &str) -> VirResult<DomainBlockStatsR
     })
 }
 
+/// Appends `PREFIX.KEY` = value (unsigned long long) for each pair, in order.
+fn counters(v: &mut Vec<TypedParam>, prefix: &str, pairs: &[(&str, u64)]) {
+    for (k, x) in pairs {
+        v.push(p(format!("{prefix}.{k}"), TypedParamValue::ULLong(*x)));
+    }
+}
+
 /// The counters QEMU keeps for the disk with target `target`: its format node
 /// (named by [`vireo_drivers::qemu::argv::disk_aliases`]) in `query-blockstats`.
 fn disk_counters<'a>(
@@ -611,18 +618,20 @@ fn qemu_record(
                 v.push(p(format!("net.{i}.name"), Str(name.clone())));
                 // The host tap's counters, from the guest's side (as libvirt reads them).
                 if let Some(t) = vireo_drivers::netdev::guest_traffic(name) {
-                    for (k, x) in [
-                        ("rx.bytes", t.rx_bytes),
-                        ("rx.pkts", t.rx_packets),
-                        ("rx.errs", t.rx_errs),
-                        ("rx.drop", t.rx_drop),
-                        ("tx.bytes", t.tx_bytes),
-                        ("tx.pkts", t.tx_packets),
-                        ("tx.errs", t.tx_errs),
-                        ("tx.drop", t.tx_drop),
-                    ] {
-                        v.push(p(format!("net.{i}.{k}"), ULLong(x)));
-                    }
+                    counters(
+                        &mut v,
+                        &format!("net.{i}"),
+                        &[
+                            ("rx.bytes", t.rx_bytes),
+                            ("rx.pkts", t.rx_packets),
+                            ("rx.errs", t.rx_errs),
+                            ("rx.drop", t.rx_drop),
+                            ("tx.bytes", t.tx_bytes),
+                            ("tx.pkts", t.tx_packets),
+                            ("tx.errs", t.tx_errs),
+                            ("tx.drop", t.tx_drop),
+                        ],
+                    );
                 }
             }
         }
@@ -639,19 +648,21 @@ fn qemu_record(
                 v.push(p(format!("block.{i}.path"), Str(path)));
             }
             if let Some(c) = disk_counters(io, aliases.as_deref(), d.target_dev.as_deref()) {
-                for (k, x) in [
-                    ("rd.reqs", c.rd_reqs),
-                    ("rd.bytes", c.rd_bytes),
-                    ("rd.times", c.rd_ns),
-                    ("wr.reqs", c.wr_reqs),
-                    ("wr.bytes", c.wr_bytes),
-                    ("wr.times", c.wr_ns),
-                    ("fl.reqs", c.fl_reqs),
-                    ("fl.times", c.fl_ns),
-                    ("allocation", c.wr_highest_offset),
-                ] {
-                    v.push(p(format!("block.{i}.{k}"), ULLong(x)));
-                }
+                counters(
+                    &mut v,
+                    &format!("block.{i}"),
+                    &[
+                        ("rd.reqs", c.rd_reqs),
+                        ("rd.bytes", c.rd_bytes),
+                        ("rd.times", c.rd_ns),
+                        ("wr.reqs", c.wr_reqs),
+                        ("wr.bytes", c.wr_bytes),
+                        ("wr.times", c.wr_ns),
+                        ("fl.reqs", c.fl_reqs),
+                        ("fl.times", c.fl_ns),
+                        ("allocation", c.wr_highest_offset),
+                    ],
+                );
             }
         }
     }
