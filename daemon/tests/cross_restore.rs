@@ -372,25 +372,7 @@ fn guest_files() -> (tempfile::TempDir, Serial, PathBuf) {
     let disk = share.path().join("disk.img");
     std::fs::copy(src, &disk).unwrap();
     let serial = Serial(share.path().join("serial.log"));
-    let xml = format!(
-        "<domain type='qemu'>
-  <name>{NAME}</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os>
-  <features><acpi/></features>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
-      <source file='{}'/>
-      <target dev='sda' bus='sata'/>
-    </disk>
-    <serial type='file'><source path='{}'/><target port='0'/></serial>
-  </devices>
-</domain>",
-        disk.display(),
-        serial.0.display()
-    );
+    let xml = testguest::domain_xml(NAME, 64, "<acpi/>", &disk, &serial.0, "");
     let xml_path = share.path().join("domain.xml");
     std::fs::write(&xml_path, xml).unwrap();
     (share, serial, xml_path)

@@ -466,25 +466,7 @@ fn images_cross_restore_between_libvirtd_and_vireod() {
             serial_text()
         );
     };
-    let xml = format!(
-        "<domain type='qemu'>
-  <name>vireo-cross-restore</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os>
-  <features><acpi/></features>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
-      <source file='{}'/>
-      <target dev='sda' bus='sata'/>
-    </disk>
-    <serial type='file'><source path='{}'/><target port='0'/></serial>
-  </devices>
-</domain>",
-        img.display(),
-        serial.display()
-    );
+    let xml = testguest::domain_xml(NAME, 64, "<acpi/>", &img, &serial, "");
     let xml_path = share.path().join("x.xml");
     std::fs::write(&xml_path, xml).unwrap();
 
